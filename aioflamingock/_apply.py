@@ -1,0 +1,257 @@
+"""Applying one change under the lock: the three paths of the safety protocol, recovery and undo.
+
+| path | when | what is written |
+|---|---|---|
+| shared transaction | transactional change on the store's own target | change + APPLIED + lock check, one transaction |
+| marker | transactional change on another transactional target | STARTED; change + marker in one target transaction; APPLIED |
+| non-transactional | otherwise | STARTED; execute; APPLIED (or FAILED, then rollback: ROLLED_BACK / ROLLBACK_FAILED) |
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+from ._change import Change, ChangeSpec
+from ._errors import ConfigurationError, LockLostError, TransactionOutcomeUnknownError
+from ._interfaces import AuditStore, TargetSystem, TransactionalTargetSystem
+from ._model import AuditEntry, AuditState, ChangeOutcome, ChangeResult, Fence, Marker, TxStrategy, utc_now
+from ._redact import redact
+
+__all__ = ["Applier"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_ERROR_TRACE = 16_000
+_HOSTNAME = socket.gethostname()
+
+
+def _trace(exc: BaseException) -> str:
+    text = redact("".join(traceback.format_exception(exc)))
+    return text if len(text) <= _MAX_ERROR_TRACE else "...\n" + text[-_MAX_ERROR_TRACE:]
+
+
+class Applier:
+    """Writes the audit entries of one run; every write is fenced by the lock."""
+
+    def __init__(
+        self,
+        store: AuditStore,
+        targets: Mapping[str, TargetSystem],
+        *,
+        execution_id: str,
+        service: str,
+        metadata: Mapping[str, Any],
+        fence: Fence,
+    ) -> None:
+        self._store = store
+        self._targets = targets
+        self.execution_id = execution_id
+        self._service = service
+        self._metadata = dict(metadata)
+        self._fence = fence
+
+    def strategy(self, spec: ChangeSpec) -> TxStrategy:
+        target = self._targets[spec.target_system]
+        if not (spec.transactional and isinstance(target, TransactionalTargetSystem)):
+            return TxStrategy.NON_TX
+        if self._store.shares_transactions_with(target):
+            return TxStrategy.TX_AUDIT_STORE_SHARED
+        return TxStrategy.TX_AUDIT_STORE_SYNC
+
+    def entry(
+        self,
+        spec: ChangeSpec,
+        state: AuditState,
+        *,
+        method: str = "execute",
+        started: float | None = None,
+        error: BaseException | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> AuditEntry:
+        strategy = self.strategy(spec)
+        return AuditEntry(
+            execution_id=self.execution_id,
+            stage_id=self._service,
+            change_id=spec.id,
+            author=spec.author,
+            created_at=utc_now(),
+            state=state,
+            invoked_class=spec.class_name,
+            invoked_method=method,
+            source_file=spec.source_file,
+            metadata={**self._metadata, **(metadata or {})},
+            execution_millis=0 if started is None else int((time.monotonic() - started) * 1000),
+            execution_hostname=_HOSTNAME,
+            error_trace=None if error is None else _trace(error),
+            tx_strategy=strategy,
+            target_system_id=spec.target_system,
+            change_order=spec.order,
+            recovery_strategy=spec.recovery,
+            transaction_flag=strategy is not TxStrategy.NON_TX,
+        )
+
+    async def _append(self, entry: AuditEntry) -> None:
+        await self._store.append(entry, fence=self._fence)
+
+    def _transactional_target(self, spec: ChangeSpec) -> TransactionalTargetSystem:
+        target = self._targets[spec.target_system]
+        assert isinstance(target, TransactionalTargetSystem)
+        return target
+
+    # -- apply --------------------------------------------------------------------------------------------------
+
+    async def apply(self, spec: ChangeSpec) -> ChangeResult:
+        """Apply one change on its path. A failure of the change is returned; lock loss and unknown commits raise."""
+        started = time.monotonic()
+        strategy = self.strategy(spec)
+        if strategy is TxStrategy.TX_AUDIT_STORE_SHARED:
+            error = await self._apply_shared(spec, started)
+        elif strategy is TxStrategy.TX_AUDIT_STORE_SYNC:
+            error = await self._apply_with_marker(spec, started)
+        else:
+            return await self._apply_non_transactional(spec, started)
+        return self._result(spec, started, error)
+
+    def _result(
+        self,
+        spec: ChangeSpec,
+        started: float,
+        error: BaseException | None,
+        rollback: AuditState | None = None,
+    ) -> ChangeResult:
+        outcome = ChangeOutcome.APPLIED if error is None else ChangeOutcome.FAILED
+        return ChangeResult(spec.id, outcome, time.monotonic() - started, error, rollback)
+
+    async def _apply_shared(self, spec: ChangeSpec, started: float) -> BaseException | None:
+        target = self._transactional_target(spec)
+        try:
+            async with target.transaction() as tx:
+                await spec.cls().execute(tx.context)
+                applied = self.entry(spec, AuditState.APPLIED, started=started)
+                await self._store.append_in_transaction(tx, applied, fence=self._fence)
+        except (LockLostError, TransactionOutcomeUnknownError):
+            raise
+        except Exception as exc:
+            await self._record_failure(spec, started, exc)
+            return exc
+        return None
+
+    async def _apply_with_marker(self, spec: ChangeSpec, started: float) -> BaseException | None:
+        target = self._transactional_target(spec)
+        await self._append(self.entry(spec, AuditState.STARTED))
+        try:
+            async with target.transaction() as tx:
+                await spec.cls().execute(tx.context)
+                await target.write_marker(tx, Marker(spec.id, self.execution_id))
+        except (LockLostError, TransactionOutcomeUnknownError):
+            raise
+        except Exception as exc:
+            await self._record_failure(spec, started, exc)
+            return exc
+        await self._append(self.entry(spec, AuditState.APPLIED, started=started))
+        await self._delete_marker(target, spec)
+        return None
+
+    async def _apply_non_transactional(self, spec: ChangeSpec, started: float) -> ChangeResult:
+        target = self._targets[spec.target_system]
+        change = spec.cls()
+        await self._append(self.entry(spec, AuditState.STARTED))
+        try:
+            async with target.context() as ctx:
+                await change.execute(ctx)
+        except Exception as exc:
+            await self._record_failure(spec, started, exc)
+            rollback = await self._rollback_after_failure(spec, change, target) if spec.has_rollback else None
+            return self._result(spec, started, exc, rollback)
+        await self._append(self.entry(spec, AuditState.APPLIED, started=started))
+        return self._result(spec, started, None)
+
+    async def _record_failure(self, spec: ChangeSpec, started: float, exc: BaseException) -> None:
+        logger.error("change %r failed: %s", spec.id, redact(f"{type(exc).__name__}: {exc}"))
+        await self._append(self.entry(spec, AuditState.FAILED, started=started, error=exc))
+
+    async def _rollback_after_failure(self, spec: ChangeSpec, change: Change, target: TargetSystem) -> AuditState:
+        started = time.monotonic()
+        try:
+            async with target.context() as ctx:
+                await change.rollback(ctx)
+        except Exception as exc:
+            logger.error("rollback of change %r failed: %s", spec.id, redact(f"{type(exc).__name__}: {exc}"))
+            state = AuditState.ROLLBACK_FAILED
+            await self._append(self.entry(spec, state, method="rollback", started=started, error=exc))
+            return state
+        await self._append(self.entry(spec, AuditState.ROLLED_BACK, method="rollback", started=started))
+        return AuditState.ROLLED_BACK
+
+    async def _delete_marker(self, target: TransactionalTargetSystem, spec: ChangeSpec) -> None:
+        try:
+            await target.delete_marker(spec.id)
+        except Exception as exc:  # APPLIED is recorded; a stale marker never matches a later execution id
+            logger.warning("could not delete the marker of change %r: %s", spec.id, redact(str(exc)))
+
+    # -- recovery and undo --------------------------------------------------------------------------------------
+
+    async def recover(self, spec: ChangeSpec, started_by: str) -> ChangeResult:
+        """The marker shows an earlier run's transaction committed: record APPLIED without running again."""
+        started = time.monotonic()
+        target = self._transactional_target(spec)
+        entry = self.entry(spec, AuditState.APPLIED, metadata={"recoveredFromExecutionId": started_by})
+        await self._append(entry)
+        await self._delete_marker(target, spec)
+        return ChangeResult(spec.id, ChangeOutcome.RECOVERED, time.monotonic() - started)
+
+    async def undo(self, spec: ChangeSpec) -> BaseException | None:
+        """Run `rollback` and record ROLLED_BACK; return the rollback's exception if it failed."""
+        started = time.monotonic()
+        strategy = self.strategy(spec)
+        if not spec.has_rollback:
+            raise ConfigurationError([f"{spec.where()}: {spec.cls.__qualname__} defines no rollback"])
+        try:
+            if strategy is TxStrategy.NON_TX:
+                async with self._targets[spec.target_system].context() as ctx:
+                    await spec.cls().rollback(ctx)
+            else:
+                await self._undo_in_transaction(spec, started, strategy)
+                return None
+        except (LockLostError, TransactionOutcomeUnknownError):
+            raise
+        except Exception as exc:
+            if strategy is TxStrategy.NON_TX:
+                await self._append(self.entry(spec, AuditState.ROLLBACK_FAILED, method="rollback", error=exc))
+            return exc
+        await self._append(self.entry(spec, AuditState.ROLLED_BACK, method="rollback", started=started))
+        return None
+
+    async def _undo_in_transaction(self, spec: ChangeSpec, started: float, strategy: TxStrategy) -> None:
+        target = self._transactional_target(spec)
+        async with target.transaction() as tx:
+            await spec.cls().rollback(tx.context)
+            if strategy is TxStrategy.TX_AUDIT_STORE_SHARED:
+                entry = self.entry(spec, AuditState.ROLLED_BACK, method="rollback", started=started)
+                await self._store.append_in_transaction(tx, entry, fence=self._fence)
+        if strategy is TxStrategy.TX_AUDIT_STORE_SYNC:
+            await self._append(self.entry(spec, AuditState.ROLLED_BACK, method="rollback", started=started))
+
+    async def mark(self, spec_or_entry: ChangeSpec | AuditEntry, state: AuditState) -> AuditEntry:
+        """fix(): record a human's verdict."""
+        if isinstance(spec_or_entry, ChangeSpec):
+            entry = self.entry(spec_or_entry, state, method="fix")
+        else:
+            entry = spec_or_entry.model_copy(
+                update={
+                    "execution_id": self.execution_id,
+                    "created_at": utc_now(),
+                    "state": state,
+                    "invoked_method": "fix",
+                    "execution_millis": 0,
+                    "execution_hostname": _HOSTNAME,
+                    "error_trace": None,
+                }
+            )
+        await self._append(entry)
+        return entry

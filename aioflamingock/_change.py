@@ -1,0 +1,169 @@
+"""The `Change` base class users subclass, and the checked description the engine works from."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ._model import Recovery
+
+__all__ = ["CHANGE_ID_PATTERN", "Change", "ChangeSpec", "check_change_class"]
+
+CHANGE_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+ORDER_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class Change:
+    """Base class of a change. Subclass it, set the class attributes and define `async def execute(self, ctx)`.
+
+    ```python
+    class AddUserStatus(Change):
+        id = "add-user-status"
+        author = "alice"
+        target_system = "users-db"
+
+        async def execute(self, ctx: SQLiteContext) -> None: ...
+        async def rollback(self, ctx: SQLiteContext) -> None: ...   # optional
+    ```
+
+    `order` comes from the module name (`_0003_add_user_status.py`) unless set here. `ctx` is the context of the
+    target system named by `target_system`.
+    """
+
+    id: ClassVar[str]
+    author: ClassVar[str]
+    target_system: ClassVar[str]
+    order: ClassVar[str | None] = None
+    transactional: ClassVar[bool] = True
+    recovery: ClassVar[Recovery | str] = Recovery.MANUAL_INTERVENTION
+    idempotency: ClassVar[str | None] = None
+    """A note saying why running this change twice is safe. Silences the warning for a non-transactional
+    change with `ALWAYS_RETRY`."""
+
+    async def execute(self, ctx: Any) -> None:
+        raise NotImplementedError
+
+    async def rollback(self, ctx: Any) -> None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSpec:
+    """A change class after every check passed: what the engine reads instead of the class."""
+
+    cls: type[Change]
+    id: str
+    order: str
+    author: str
+    target_system: str
+    transactional: bool
+    recovery: Recovery
+    source_file: str | None
+    has_rollback: bool
+    idempotency: str | None
+
+    @property
+    def class_name(self) -> str:
+        return f"{self.cls.__module__}.{self.cls.__qualname__}"
+
+    def where(self) -> str:
+        return self.source_file or self.class_name
+
+
+def _own_attr(cls: type[Change], name: str) -> Any:
+    for klass in cls.__mro__:
+        if klass is Change:
+            return None
+        if name in vars(klass):
+            return vars(klass)[name]
+    return None
+
+
+def _defines(cls: type[Change], name: str) -> bool:
+    return getattr(cls, name) is not getattr(Change, name)
+
+
+def _check_id(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f'id is missing or not a string (got {value!r}); set `id = "..."`'
+    if not CHANGE_ID_PATTERN.match(value):
+        return f"id {value!r} must be 1-128 characters of [A-Za-z0-9._-]"
+    return None
+
+
+def _check_text(name: str, value: Any) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return f'{name} is missing or empty (got {value!r}); set `{name} = "..."`'
+    return None
+
+
+def _check_recovery(value: Any) -> str | None:
+    try:
+        Recovery(value)
+    except ValueError:
+        names = ", ".join(r.value for r in Recovery)
+        return f"recovery {value!r} is not one of {names}"
+    return None
+
+
+def _check_methods(cls: type[Change]) -> list[str]:
+    problems = []
+    if not _defines(cls, "execute"):
+        problems.append("execute is not defined; define `async def execute(self, ctx)`")
+    elif not inspect.iscoroutinefunction(cls.execute):
+        problems.append("execute must be `async def execute(self, ctx)`")
+    if _defines(cls, "rollback") and not inspect.iscoroutinefunction(cls.rollback):
+        problems.append("rollback must be `async def rollback(self, ctx)`")
+    return problems
+
+
+def _check_order(value: Any, derived: str | None) -> tuple[str | None, str | None]:
+    if value is None:
+        if derived is None:
+            return (
+                None,
+                'order is not set and the module name is not `_<ORDER>_<name>.py`; set `order = "..."`',
+            )
+        return derived, None
+    if not isinstance(value, str) or not ORDER_PATTERN.match(value):
+        return None, f"order {value!r} must be 1-64 characters of [A-Za-z0-9._-]"
+    return value, None
+
+
+def check_change_class(
+    cls: type[Change], *, derived_order: str | None, source_file: str | None
+) -> tuple[ChangeSpec | None, list[str]]:
+    """Check one change class; return its spec, or the problems (each prefixed with where to fix it)."""
+    where = f"{source_file or cls.__module__}: {cls.__qualname__}"
+    problems = [
+        p
+        for p in (
+            _check_id(_own_attr(cls, "id")),
+            _check_text("author", _own_attr(cls, "author")),
+            _check_text("target_system", _own_attr(cls, "target_system")),
+            _check_recovery(cls.recovery),
+            None if isinstance(cls.transactional, bool) else "transactional must be True or False",
+        )
+        if p is not None
+    ]
+    problems += _check_methods(cls)
+    order, order_problem = _check_order(cls.order, derived_order)
+    if order_problem:
+        problems.append(order_problem)
+    if problems or order is None:
+        return None, [f"{where}.{p}" for p in problems]
+    spec = ChangeSpec(
+        cls=cls,
+        id=cls.id,
+        order=order,
+        author=cls.author,
+        target_system=cls.target_system,
+        transactional=cls.transactional,
+        recovery=Recovery(cls.recovery),
+        source_file=source_file,
+        has_rollback=_defines(cls, "rollback"),
+        idempotency=cls.idempotency,
+    )
+    return spec, []

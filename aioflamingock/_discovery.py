@@ -1,0 +1,146 @@
+"""Finding change classes: packages whose modules are named `_<ORDER>_<name>.py`, or classes passed directly.
+
+Every problem is collected and raised together, before anything touches a store.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from types import ModuleType
+
+from ._change import Change, ChangeSpec, check_change_class
+from ._errors import ChangeLoadError, ConfigurationError
+
+__all__ = ["ChangeSource", "load_changes", "order_from_module_name"]
+
+ChangeSource = str | type[Change]
+
+_MODULE_NAME = re.compile(r"^_(?P<order>[A-Za-z0-9]+)_(?P<name>\w+)$")
+_LOOKS_LIKE_CHANGE = re.compile(r"^_[0-9]")
+_MIN_ORDER_LENGTH = 4
+
+
+def order_from_module_name(module_name: str) -> str | None:
+    """`pkg.changes._0003_add_status` -> `"0003"`; `None` when the name does not follow the pattern."""
+    match = _MODULE_NAME.match(module_name.rpartition(".")[2])
+    if match is None or len(match["order"]) < _MIN_ORDER_LENGTH:
+        return None
+    return match["order"]
+
+
+def _source_file(obj: object) -> str | None:
+    try:
+        return inspect.getsourcefile(obj)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _import(name: str, *, where: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:  # any error raised by user code while importing
+        raise ChangeLoadError([f"{where}: failed to import: {type(exc).__name__}: {exc}"]) from exc
+
+
+def _module_path(package: ModuleType, name: str) -> str:
+    for finder_path in getattr(package, "__path__", []):
+        return f"{finder_path}/{name}.py"
+    return name
+
+
+def _change_modules(package_name: str) -> tuple[list[ModuleType], list[str]]:
+    package = _import(package_name, where=f"changes package {package_name!r}")
+    if not hasattr(package, "__path__"):
+        return [], [f"{package_name!r} ({_source_file(package)}) is a module, not a package of change modules"]
+    modules, problems = [], []
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if not _LOOKS_LIKE_CHANGE.match(info.name):
+            continue
+        path = _module_path(package, info.name)
+        if order_from_module_name(info.name) is None:
+            problems.append(f"{path}: module name must be `_<ORDER>_<name>.py` with ORDER of at least 4 characters")
+            continue
+        modules.append(_import(f"{package_name}.{info.name}", where=path))
+    return modules, problems
+
+
+def _classes_in(module: ModuleType) -> list[type[Change]]:
+    return [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, Change)
+        and obj is not Change
+        and obj.__module__ == module.__name__
+        and not inspect.isabstract(obj)
+    ]
+
+
+def _from_module(module: ModuleType) -> tuple[type[Change] | None, str | None]:
+    classes = _classes_in(module)
+    if len(classes) == 1:
+        return classes[0], None
+    path = _source_file(module) or module.__name__
+    if not classes:
+        return None, f"{path}: defines no Change subclass"
+    names = ", ".join(c.__qualname__ for c in classes)
+    return None, f"{path}: defines {len(classes)} Change subclasses ({names}); put one change in each module"
+
+
+def _collect_classes(sources: Iterable[ChangeSource]) -> tuple[list[type[Change]], list[str]]:
+    classes: list[type[Change]] = []
+    problems: list[str] = []
+    for source in sources:
+        if isinstance(source, str):
+            modules, found = _change_modules(source)
+            problems += found
+            for module in modules:
+                cls, problem = _from_module(module)
+                problems += [problem] if problem else []
+                classes += [cls] if cls else []
+        elif inspect.isclass(source) and issubclass(source, Change):
+            classes.append(source)
+        else:
+            problems.append(f"changes: {source!r} is neither a package name nor a Change subclass")
+    return list(dict.fromkeys(classes)), problems
+
+
+def _check_unique(specs: Sequence[ChangeSpec]) -> list[str]:
+    problems = []
+    for attr in ("id", "order"):
+        seen: dict[str, ChangeSpec] = {}
+        for spec in specs:
+            value = getattr(spec, attr)
+            if value in seen:
+                first = seen[value]
+                problems.append(
+                    f"{spec.where()}: {spec.cls.__qualname__}.{attr} {value!r} is also the {attr} of "
+                    f"{first.cls.__qualname__} ({first.where()}); each change needs its own {attr}"
+                )
+            seen[value] = spec
+    return problems
+
+
+def _spec(cls: type[Change]) -> tuple[ChangeSpec | None, list[str]]:
+    module = sys.modules.get(cls.__module__)
+    source = _source_file(cls) or (_source_file(module) if module else None)
+    return check_change_class(cls, derived_order=order_from_module_name(cls.__module__), source_file=source)
+
+
+def load_changes(sources: Iterable[ChangeSource]) -> list[ChangeSpec]:
+    """Import, check and order the changes. Raises `ConfigurationError` listing every problem."""
+    classes, problems = _collect_classes(sources)
+    specs: list[ChangeSpec] = []
+    for cls in classes:
+        spec, found = _spec(cls)
+        problems += found
+        specs += [spec] if spec else []
+    problems += _check_unique(specs)
+    if problems:
+        raise ConfigurationError(problems)
+    return sorted(specs, key=lambda s: s.order)

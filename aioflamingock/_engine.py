@@ -1,0 +1,445 @@
+"""`Flamingock`: loads the changes, reads the audit, takes the lock only when something is pending, applies."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import socket
+import time
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from ._apply import Applier
+from ._change import ChangeSpec
+from ._discovery import ChangeSource, load_changes
+from ._errors import (
+    ChangeFailedError,
+    ClosedResourceError,
+    ConfigurationError,
+    LockLostError,
+    ManualInterventionRequiredError,
+    PendingChangesError,
+    RollbackFailedError,
+    RunError,
+)
+from ._events import Event, EventKind, Listener, notify
+from ._interfaces import AuditStore, TargetSystem, TransactionalTargetSystem, check_identifier
+from ._lock import LockKeeper
+from ._model import (
+    DEFAULT_SERVICE,
+    AuditEntry,
+    AuditState,
+    ChangeIssue,
+    ChangeOutcome,
+    ChangeResult,
+    Fence,
+    LockInfo,
+    LockOptions,
+    PlannedAction,
+    PlannedChange,
+    Recovery,
+    RunReport,
+    RunStatus,
+)
+from ._resolver import fix_command, needs_marker_check, resolve
+
+__all__ = ["DISABLE_ENV_VAR", "Flamingock", "NonIdempotentRetryWarning"]
+
+logger = logging.getLogger(__name__)
+
+DISABLE_ENV_VAR = "AIOFLAMINGOCK_DISABLED"
+"""Set to `1`/`true` to make `run()` do nothing (for tests of applications that embed the engine)."""
+
+
+class NonIdempotentRetryWarning(UserWarning):
+    """A non-transactional change with `ALWAYS_RETRY` and no `idempotency` note: it may run twice."""
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+_Plan = list[tuple[ChangeSpec, PlannedAction, str, AuditEntry | None]]
+
+
+def _env_disabled() -> bool:
+    return os.environ.get(DISABLE_ENV_VAR, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+class Flamingock:
+    """The engine. Typical use, in a FastAPI lifespan or before a worker consumes its queue:
+
+    ```python
+    fl = Flamingock(audit_store=SQLiteAuditStore.from_target(db), target_systems=[db], changes=["myapp.changes"])
+    report = await fl.run()
+    ```
+
+    Every method opens what the engine uses and closes it again; `async with fl:` keeps it open across calls.
+    """
+
+    def __init__(
+        self,
+        *,
+        audit_store: AuditStore,
+        target_systems: Iterable[TargetSystem] = (),
+        changes: Iterable[ChangeSource] = (),
+        lock: LockOptions | None = None,
+        service: str = DEFAULT_SERVICE,
+        metadata: Mapping[str, Any] | None = None,
+        enabled: bool = True,
+        listeners: Sequence[Listener] = (),
+    ) -> None:
+        if not isinstance(audit_store, AuditStore):
+            raise ConfigurationError([f"audit_store must be an AuditStore, got {type(audit_store).__name__}"])
+        self.audit_store = audit_store
+        self.target_systems = self._index_targets(target_systems)
+        self.service = check_identifier("service", service)
+        self.lock_options = lock if lock is not None else LockOptions()
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.enabled = enabled
+        self._sources = list(changes)
+        self._listeners = list(listeners)
+        self._specs: list[ChangeSpec] | None = None
+        self._state = _State.NEW
+
+    @staticmethod
+    def _index_targets(targets: Iterable[TargetSystem]) -> dict[str, TargetSystem]:
+        indexed: dict[str, TargetSystem] = {}
+        for target in targets:
+            if not isinstance(target, TargetSystem):
+                raise ConfigurationError([f"target_systems: {target!r} is not a TargetSystem"])
+            if target.id in indexed:
+                raise ConfigurationError([f"target_systems: two target systems have the id {target.id!r}"])
+            indexed[target.id] = target
+        return indexed
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state is not _State.NEW:
+            raise ClosedResourceError(f"this Flamingock is {self._state.value}; create a new one")
+        await self._open()
+        self._state = _State.OPEN
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._state = _State.CLOSED
+        await self._close()
+
+    def _resources(self) -> list[TargetSystem | AuditStore]:
+        return [*self.target_systems.values(), self.audit_store]
+
+    async def _open(self) -> None:
+        opened: list[TargetSystem | AuditStore] = []
+        try:
+            for resource in self._resources():
+                await resource.open()
+                opened.append(resource)
+        except BaseException:
+            for resource in reversed(opened):
+                await resource.close()
+            raise
+
+    async def _close(self) -> None:
+        for resource in reversed(self._resources()):
+            await resource.close()
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[None]:
+        if self._state is _State.CLOSED:
+            raise ClosedResourceError("this Flamingock is closed; create a new one")
+        if self._state is _State.OPEN:
+            yield
+            return
+        await self._open()
+        try:
+            yield
+        finally:
+            await self._close()
+
+    # -- changes ------------------------------------------------------------------------------------------------
+
+    def changes(self) -> list[ChangeSpec]:
+        """The changes in order, after every check. Raises `ConfigurationError` naming each problem."""
+        if self._specs is None:
+            specs = load_changes(self._sources)
+            self._check_targets(specs)
+            self._warn_retries(specs)
+            self._specs = specs
+        return self._specs
+
+    def _check_targets(self, specs: list[ChangeSpec]) -> None:
+        known = ", ".join(sorted(self.target_systems)) or "none"
+        problems = [
+            f"{spec.where()}: {spec.cls.__qualname__}.target_system {spec.target_system!r} is not a configured "
+            f"target system (configured: {known})"
+            for spec in specs
+            if spec.target_system not in self.target_systems
+        ]
+        if problems:
+            raise ConfigurationError(problems)
+
+    def _warn_retries(self, specs: list[ChangeSpec]) -> None:
+        for spec in specs:
+            target = self.target_systems[spec.target_system]
+            transactional = spec.transactional and isinstance(target, TransactionalTargetSystem)
+            if spec.recovery is Recovery.ALWAYS_RETRY and not transactional and not spec.idempotency:
+                warnings.warn(
+                    f"{spec.where()}: {spec.cls.__qualname__} is non-transactional with ALWAYS_RETRY, so an "
+                    f'interrupted run will execute it again; set `idempotency = "..."` saying why that is safe',
+                    NonIdempotentRetryWarning,
+                    stacklevel=3,
+                )
+
+    # -- planning -----------------------------------------------------------------------------------------------
+
+    async def _marker_found(self, spec: ChangeSpec, entry: AuditEntry | None) -> bool | None:
+        target = self.target_systems[spec.target_system]
+        if entry is None or not needs_marker_check(entry) or not isinstance(target, TransactionalTargetSystem):
+            return None
+        marker = await target.read_marker(spec.id)
+        return marker is not None and marker.execution_id == entry.execution_id
+
+    async def _plan(self, specs: list[ChangeSpec]) -> _Plan:
+        states = await self.audit_store.current_states([s.id for s in specs])
+        plan: _Plan = []
+        blocked_by: str | None = None
+        for spec in specs:
+            entry = states.get(spec.id)
+            action, reason = resolve(spec, entry, marker_found=await self._marker_found(spec, entry))
+            if blocked_by is not None and action is not PlannedAction.SKIP:
+                action, reason = (
+                    PlannedAction.BLOCKED,
+                    f"after {blocked_by!r}, which needs manual intervention",
+                )
+            elif action is PlannedAction.MANUAL_INTERVENTION:
+                blocked_by = spec.id
+            plan.append((spec, action, reason, entry))
+        return plan
+
+    async def plan(self) -> list[PlannedChange]:
+        """What `run()` would do with each change, without taking the lock or writing anything."""
+        specs = self.changes()
+        async with self._session():
+            return [PlannedChange(spec.id, action, reason) for spec, action, reason, _ in await self._plan(specs)]
+
+    async def validate(self) -> None:
+        """Raise `PendingChangesError` if a run would apply anything or a change needs manual intervention."""
+        pending = [p for p in await self.plan() if p.action is not PlannedAction.SKIP]
+        if pending:
+            lines = "\n".join(f"  - {p.change_id}: {p.action.value} ({p.reason})" for p in pending)
+            raise PendingChangesError(f"{len(pending)} change(s) pending:\n{lines}", [p.change_id for p in pending])
+
+    async def issues(self) -> list[ChangeIssue]:
+        """The changes that need a human to say whether they ran (`fix`)."""
+        specs = self.changes()
+        async with self._session():
+            plan = await self._plan(specs)
+        return [
+            ChangeIssue(spec.id, entry.state, reason, fix_command(spec.id))
+            for spec, action, reason, entry in plan
+            if action is PlannedAction.MANUAL_INTERVENTION and entry is not None
+        ]
+
+    # -- running ------------------------------------------------------------------------------------------------
+
+    def _keeper(self, execution_id: str) -> LockKeeper:
+        owner = f"{socket.gethostname()}/{os.getpid()}/{execution_id}"
+        return LockKeeper(self.audit_store.lock, key=self.service, owner=owner, options=self.lock_options)
+
+    def _applier(self, execution_id: str, fence: Fence) -> Applier:
+        return Applier(
+            self.audit_store,
+            self.target_systems,
+            execution_id=execution_id,
+            service=self.service,
+            metadata=self.metadata,
+            fence=fence,
+        )
+
+    async def run(self) -> RunReport:
+        """Apply every pending change in order, exactly once across all instances of the service.
+
+        Returns the report; raises a `RunError` (with `.report`) when a change fails or needs manual
+        intervention, `LockLostError` when the lease was lost, `LockAcquisitionTimeoutError` when another
+        instance held the lock too long.
+        """
+        execution_id = uuid.uuid4().hex
+        started = time.monotonic()
+        if not self.enabled or _env_disabled():
+            logger.info("aioflamingock is disabled; no change was looked at")
+            return RunReport(execution_id, RunStatus.NO_CHANGES)
+        specs = self.changes()
+        async with self._session():
+            await notify(self._listeners, Event(EventKind.RUN_STARTED, execution_id))
+            results: list[ChangeResult] = []
+            try:
+                report = await self._run(specs, execution_id, results, started)
+            except (RunError, LockLostError) as exc:
+                exc.report = self._report(execution_id, specs, results, started, RunStatus.FAILED)
+                await self._finish(exc.report)
+                raise
+        await self._finish(report)
+        return report
+
+    async def _run(
+        self, specs: list[ChangeSpec], execution_id: str, results: list[ChangeResult], started: float
+    ) -> RunReport:
+        plan = await self._plan(specs)
+        first = next((p for p in plan if p[1] is not PlannedAction.SKIP), None)
+        if first is None:
+            results += [ChangeResult(s.id, ChangeOutcome.ALREADY_APPLIED) for s in specs]
+            return self._report(execution_id, specs, results, started, RunStatus.NO_CHANGES)
+        if first[1] is PlannedAction.MANUAL_INTERVENTION:
+            self._stop_for_issue(first, plan, results)
+
+        async def locked(fence: Fence) -> None:
+            await self._apply_all(await self._plan(specs), self._applier(execution_id, fence), results)
+
+        await self._keeper(execution_id).run_holding(locked)
+        return self._report(execution_id, specs, results, started, RunStatus.SUCCESS)
+
+    async def _apply_all(self, plan: _Plan, applier: Applier, results: list[ChangeResult]) -> None:
+        for spec, action, reason, entry in plan:
+            if action is PlannedAction.SKIP:
+                results.append(ChangeResult(spec.id, ChangeOutcome.ALREADY_APPLIED))
+                continue
+            if action in (PlannedAction.MANUAL_INTERVENTION, PlannedAction.BLOCKED):
+                self._stop_for_issue((spec, action, reason, entry), plan, results)
+            await notify(self._listeners, Event(EventKind.CHANGE_STARTED, applier.execution_id, spec.id))
+            if action is PlannedAction.RECOVER:
+                assert entry is not None
+                result = await applier.recover(spec, entry.execution_id)
+            else:
+                logger.info("applying change %r (%s)", spec.id, reason)
+                result = await applier.apply(spec)
+            results.append(result)
+            await notify(self._listeners, Event(EventKind.CHANGE_FINISHED, applier.execution_id, spec.id, result))
+            if result.outcome is ChangeOutcome.FAILED:
+                assert result.error is not None
+                raise ChangeFailedError(
+                    f"change {spec.id!r} failed: {type(result.error).__name__}: {result.error}", spec.id
+                ) from result.error
+
+    def _stop_for_issue(
+        self,
+        item: tuple[ChangeSpec, PlannedAction, str, AuditEntry | None],
+        plan: _Plan,
+        results: list[ChangeResult],
+    ) -> None:
+        spec, _, reason, entry = item
+        results.append(ChangeResult(spec.id, ChangeOutcome.NEEDS_MANUAL_INTERVENTION))
+        state = entry.state.value if entry is not None else "?"
+        raise ManualInterventionRequiredError(
+            f"change {spec.id!r} needs manual intervention: its state is {state}, {reason}", spec.id
+        )
+
+    def _report(
+        self,
+        execution_id: str,
+        specs: list[ChangeSpec],
+        results: list[ChangeResult],
+        started: float,
+        status: RunStatus,
+    ) -> RunReport:
+        done = {r.change_id for r in results}
+        rest = [ChangeResult(s.id, ChangeOutcome.NOT_REACHED) for s in specs if s.id not in done]
+        return RunReport(execution_id, status, [*results, *rest], time.monotonic() - started)
+
+    async def _finish(self, report: RunReport) -> None:
+        counts = {o: len(report.with_outcome(o)) for o in ChangeOutcome}
+        summary = ", ".join(f"{n} {o.value.lower().replace('_', ' ')}" for o, n in counts.items() if n)
+        logger.info(
+            "aioflamingock run %s: %s (%s) in %.3fs",
+            report.execution_id,
+            report.status.value,
+            summary or "no changes",
+            report.duration_seconds,
+        )
+        await notify(self._listeners, Event(EventKind.RUN_FINISHED, report.execution_id, report=report))
+
+    # -- operations ---------------------------------------------------------------------------------------------
+
+    async def history(self) -> AsyncIterator[AuditEntry]:
+        """Every audit entry, oldest first."""
+        async with self._session():
+            async for entry in self.audit_store.history():
+                yield entry
+
+    async def fix(self, change_id: str, resolution: Literal["applied", "rolled-back"]) -> AuditEntry:
+        """Record a human's verdict on a change: MANUAL_MARKED_AS_APPLIED or MANUAL_MARKED_AS_ROLLED_BACK."""
+        states = {
+            "applied": AuditState.MANUAL_MARKED_AS_APPLIED,
+            "rolled-back": AuditState.MANUAL_MARKED_AS_ROLLED_BACK,
+        }
+        if resolution not in states:
+            raise ConfigurationError([f"resolution {resolution!r} must be 'applied' or 'rolled-back'"])
+        spec = next((s for s in self.changes() if s.id == change_id), None)
+        execution_id = uuid.uuid4().hex
+        async with self._session():
+            current = (await self.audit_store.current_states([change_id])).get(change_id)
+            if current is None and spec is None:
+                raise ConfigurationError([f"change {change_id!r} is neither declared nor in the audit"])
+
+            async def locked(fence: Fence) -> AuditEntry:
+                return await self._applier(execution_id, fence).mark(spec or current, states[resolution])  # type: ignore[arg-type]
+
+            entry = await self._keeper(execution_id).run_holding(locked)
+        logger.info("change %r marked as %s", change_id, resolution)
+        return entry
+
+    async def undo(self, to: str) -> RunReport:
+        """Roll back, newest first, every applied change ordered after `to` (which stays applied)."""
+        specs = self.changes()
+        index = next((i for i, s in enumerate(specs) if s.id == to), None)
+        if index is None:
+            raise ConfigurationError([f"undo: {to!r} is not a declared change"])
+        execution_id = uuid.uuid4().hex
+        started = time.monotonic()
+        results: list[ChangeResult] = []
+        async with self._session():
+
+            async def locked(fence: Fence) -> None:
+                await self._undo_all(specs[index + 1 :], self._applier(execution_id, fence), results)
+
+            try:
+                await self._keeper(execution_id).run_holding(locked)
+            except (RunError, LockLostError) as exc:
+                exc.report = RunReport(execution_id, RunStatus.FAILED, results, time.monotonic() - started)
+                raise
+        status = RunStatus.SUCCESS if results else RunStatus.NO_CHANGES
+        return RunReport(execution_id, status, results, time.monotonic() - started)
+
+    async def _undo_all(self, specs: list[ChangeSpec], applier: Applier, results: list[ChangeResult]) -> None:
+        states = await self.audit_store.current_states([s.id for s in specs])
+        applied = {AuditState.APPLIED, AuditState.MANUAL_MARKED_AS_APPLIED}
+        todo = [s for s in reversed(specs) if s.id in states and states[s.id].state in applied]
+        missing = [f"{s.where()}: {s.cls.__qualname__} defines no rollback" for s in todo if not s.has_rollback]
+        if missing:
+            raise ConfigurationError(missing)
+        for spec in todo:
+            started = time.monotonic()
+            error = await applier.undo(spec)
+            if error is not None:
+                results.append(ChangeResult(spec.id, ChangeOutcome.FAILED, time.monotonic() - started, error))
+                raise RollbackFailedError(f"rollback of change {spec.id!r} failed: {error}", spec.id) from error
+            results.append(ChangeResult(spec.id, ChangeOutcome.ROLLED_BACK, time.monotonic() - started))
+
+    async def lock_info(self) -> LockInfo | None:
+        """Who holds the service's lock, if anyone."""
+        async with self._session():
+            return await self.audit_store.lock.read(self.service)
+
+    async def force_unlock(self) -> bool:
+        """Delete the service's lock whoever holds it. Only for a holder known to be dead."""
+        async with self._session():
+            return await self.audit_store.lock.force_release(self.service)

@@ -1,0 +1,140 @@
+"""The exceptions aioflamingock raises.
+
+```
+FlamingockError
+├── ConfigurationError               bad changes or options; raised before any lock or write
+│   └── ChangeLoadError              a change module failed to import
+├── ClosedResourceError              the engine was used after it was closed
+├── PendingChangesError              validate(): something would run
+├── RunError                         a run stopped; carries the RunReport
+│   ├── ChangeFailedError            a change's execute raised; __cause__ is its exception
+│   ├── RollbackFailedError          undo(): a change's rollback raised
+│   └── ManualInterventionRequiredError   a change's state needs a human: see `fix`
+├── LockError
+│   ├── LockAcquisitionTimeoutError  another instance held the lock for longer than acquire_timeout
+│   └── LockLostError                the lease ended or was taken while we worked; nothing more was recorded
+└── StoreError                       the audit store or a target system failed (driver error chained)
+    ├── StoreUnavailableError        a transient failure: busy, unreachable; safe to retry
+    └── TransactionOutcomeUnknownError   a commit may or may not have happened
+```
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._model import RunReport
+
+__all__ = [
+    "ChangeFailedError",
+    "ChangeLoadError",
+    "ClosedResourceError",
+    "ConfigurationError",
+    "FlamingockError",
+    "LockAcquisitionTimeoutError",
+    "LockError",
+    "LockLostError",
+    "ManualInterventionRequiredError",
+    "PendingChangesError",
+    "RollbackFailedError",
+    "RunError",
+    "StoreError",
+    "StoreUnavailableError",
+    "TransactionOutcomeUnknownError",
+]
+
+
+class FlamingockError(Exception):
+    """Root of every exception aioflamingock raises."""
+
+
+class ConfigurationError(FlamingockError):
+    """The changes or options are invalid. Raised before the lock is asked for and before any write.
+
+    `problems` lists every problem found, each naming the file and the field to fix.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        if len(self.problems) == 1:
+            message = self.problems[0]
+        else:
+            message = f"{len(self.problems)} problems:\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message)
+
+
+class ChangeLoadError(ConfigurationError):
+    """A change module could not be imported; the original error is chained."""
+
+
+class ClosedResourceError(FlamingockError):
+    """A resource was used after it was closed; create a new one instead."""
+
+
+class PendingChangesError(FlamingockError):
+    """`validate()` found changes that a run would apply or that need manual intervention."""
+
+    def __init__(self, message: str, pending: list[str]) -> None:
+        super().__init__(message)
+        self.pending = pending
+
+
+class RunError(FlamingockError):
+    """A run (or undo) stopped before the end; `report` says what happened to each change."""
+
+    report: RunReport | None
+
+    def __init__(self, message: str, report: RunReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class ChangeFailedError(RunError):
+    """A change's `execute` raised. The change's own exception is `__cause__`."""
+
+    def __init__(self, message: str, change_id: str, report: RunReport | None = None) -> None:
+        super().__init__(message, report)
+        self.change_id = change_id
+
+
+class RollbackFailedError(RunError):
+    """A change's `rollback` raised during `undo()`. The change's own exception is `__cause__`."""
+
+    def __init__(self, message: str, change_id: str, report: RunReport | None = None) -> None:
+        super().__init__(message, report)
+        self.change_id = change_id
+
+
+class ManualInterventionRequiredError(RunError):
+    """A change's recorded state means nobody knows whether it ran; a human must say (`fix`)."""
+
+    def __init__(self, message: str, change_id: str, report: RunReport | None = None) -> None:
+        super().__init__(message, report)
+        self.change_id = change_id
+
+
+class LockError(FlamingockError):
+    """The distributed lock could not be held."""
+
+
+class LockAcquisitionTimeoutError(LockError):
+    """Another instance held the lock for longer than `acquire_timeout_seconds`."""
+
+
+class LockLostError(LockError):
+    """Our lease expired or was taken by another instance; the run stopped and recorded nothing more."""
+
+    report: RunReport | None = None
+
+
+class StoreError(FlamingockError):
+    """The audit store or a target system failed; the driver's exception is chained."""
+
+
+class StoreUnavailableError(StoreError):
+    """A transient failure (busy, unreachable, timed out): retrying later may succeed."""
+
+
+class TransactionOutcomeUnknownError(StoreError):
+    """A commit was sent but its outcome is unknown; the next run reads the truth from the store."""

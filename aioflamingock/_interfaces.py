@@ -1,0 +1,172 @@
+"""What a target system, an audit store and a lock must do. Every backend implements these; the engine uses
+nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any, Self
+
+from ._errors import ConfigurationError
+from ._model import AuditEntry, Fence, LockInfo, LockLease, Marker
+
+__all__ = [
+    "AuditStore",
+    "Lock",
+    "Resource",
+    "TargetSystem",
+    "Transaction",
+    "TransactionalTargetSystem",
+    "check_identifier",
+]
+
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def check_identifier(kind: str, value: object) -> str:
+    """Validate a name that becomes a key, a table or a collection name."""
+    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+        raise ConfigurationError([f"{kind} {value!r} must be 1-128 characters of [A-Za-z0-9._-]"])
+    return value
+
+
+class Resource:
+    """Something the engine opens before use and closes after. Opens nest: the last `close()` releases."""
+
+    _open_count: int = 0
+
+    async def open(self) -> None:
+        if self._open_count == 0:
+            await self._open()
+        self._open_count += 1
+
+    async def close(self) -> None:
+        if self._open_count == 0:
+            return
+        self._open_count -= 1
+        if self._open_count == 0:
+            await self._close()
+
+    async def _open(self) -> None:
+        """Acquire what this resource owns (connections, tables)."""
+
+    async def _close(self) -> None:
+        """Release what `_open` acquired."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+class TargetSystem(Resource, ABC):
+    """Where changes apply real work. Hands each change a typed context."""
+
+    id: str
+    transactional: bool = False
+
+    @abstractmethod
+    def context(self) -> AbstractAsyncContextManager[Any]:
+        """The context handed to a non-transactional change (and to its rollback)."""
+
+    def describe(self) -> str:
+        """A human description with no credentials in it."""
+        return f"{type(self).__name__}({self.id!r})"
+
+
+class Transaction:
+    """One open transaction on a target. `context` is what the change's `execute` receives."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+
+
+class TransactionalTargetSystem(TargetSystem, ABC):
+    """A target whose writes can be grouped in one atomic transaction, with a marker record for the
+    separate-transaction path."""
+
+    transactional = True
+
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """Open a transaction; commit when the block ends normally, abort when it raises or is cancelled.
+
+        A commit whose outcome is unknown raises `TransactionOutcomeUnknownError`."""
+
+    @abstractmethod
+    async def write_marker(self, tx: Transaction, marker: Marker) -> None:
+        """Write the marker inside `tx`, so it exists if and only if `tx` committed."""
+
+    @abstractmethod
+    async def read_marker(self, change_id: str) -> Marker | None: ...
+
+    @abstractmethod
+    async def delete_marker(self, change_id: str) -> None: ...
+
+
+class Lock(ABC):
+    """The primitives of a lease-based lock, one record per key. Timing and renewal live in the engine."""
+
+    @abstractmethod
+    async def try_acquire(self, key: str, owner: str, lease_seconds: float) -> LockLease | None:
+        """One conditional write: take the lock if absent, expired or already `owner`'s, incrementing its
+        fencing token. `None` if another owner holds an unexpired lease."""
+
+    @abstractmethod
+    async def renew(self, lease: LockLease, lease_seconds: float) -> LockLease:
+        """Extend our lease. Raises `LockLostError` if the record is gone or holds another owner or token."""
+
+    @abstractmethod
+    async def release(self, lease: LockLease) -> bool:
+        """Delete the record if it is still ours; `False` if it was not."""
+
+    @abstractmethod
+    async def read(self, key: str) -> LockInfo | None:
+        """The record as it is, with the time left judged by the store's clock."""
+
+    @abstractmethod
+    async def force_release(self, key: str) -> bool:
+        """Delete the record whoever holds it (operator's `unlock --force`)."""
+
+
+class AuditStore(Resource, ABC):
+    """Append-only record of every state each change went through, and home of the lock."""
+
+    @property
+    @abstractmethod
+    def lock(self) -> Lock: ...
+
+    @abstractmethod
+    async def append(self, entry: AuditEntry, *, fence: Fence) -> None:
+        """Append `entry` only if the lock record still holds `fence`'s owner and token, atomically.
+
+        Raises `LockLostError` and writes nothing otherwise."""
+
+    @abstractmethod
+    async def current_states(self, change_ids: Iterable[str] | None = None) -> dict[str, AuditEntry]:
+        """The newest entry of every change (or of the given ones), in a bounded number of queries."""
+
+    @abstractmethod
+    def history(self) -> AsyncIterator[AuditEntry]:
+        """Every entry, oldest first."""
+
+    def shares_transactions_with(self, target: TargetSystem) -> bool:
+        """Whether audit entries can be written inside `target`'s transactions (shared-transaction path)."""
+        return False
+
+    async def append_in_transaction(self, tx: Transaction, entry: AuditEntry, *, fence: Fence) -> None:
+        """Append `entry` inside `tx`, checking `fence` in the same transaction. Only called when
+        `shares_transactions_with` is true for the transaction's target."""
+        raise NotImplementedError(f"{type(self).__name__} does not share transactions")
+
+    def describe(self) -> str:
+        """A human description with no credentials in it."""
+        return type(self).__name__

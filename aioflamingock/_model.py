@@ -1,0 +1,247 @@
+"""Plain data: audit entries, states, lock records, options and reports."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "DEFAULT_ACQUIRE_TIMEOUT_SECONDS",
+    "DEFAULT_LEASE_SECONDS",
+    "DEFAULT_RETRY_INTERVAL_SECONDS",
+    "DEFAULT_SERVICE",
+    "AuditEntry",
+    "AuditState",
+    "ChangeIssue",
+    "ChangeOutcome",
+    "ChangeResult",
+    "Fence",
+    "LockInfo",
+    "LockLease",
+    "LockOptions",
+    "Marker",
+    "PlannedAction",
+    "PlannedChange",
+    "Recovery",
+    "RunReport",
+    "RunStatus",
+    "TxStrategy",
+    "utc_now",
+]
+
+DEFAULT_LEASE_SECONDS = 60.0
+DEFAULT_ACQUIRE_TIMEOUT_SECONDS = 180.0
+DEFAULT_RETRY_INTERVAL_SECONDS = 1.0
+DEFAULT_SERVICE = "default"
+
+
+def utc_now() -> datetime:
+    """Now, in UTC, truncated to milliseconds (what every store can keep)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+class Recovery(enum.StrEnum):
+    """What a run does with a change whose outcome is unknown (STARTED, ROLLBACK_FAILED...)."""
+
+    MANUAL_INTERVENTION = "MANUAL_INTERVENTION"
+    ALWAYS_RETRY = "ALWAYS_RETRY"
+
+
+class AuditState(enum.StrEnum):
+    """The states a change passes through; its current state is its newest audit entry."""
+
+    STARTED = "STARTED"
+    APPLIED = "APPLIED"
+    FAILED = "FAILED"
+    ROLLED_BACK = "ROLLED_BACK"
+    ROLLBACK_FAILED = "ROLLBACK_FAILED"
+    MANUAL_MARKED_AS_APPLIED = "MANUAL_MARKED_AS_APPLIED"
+    MANUAL_MARKED_AS_ROLLED_BACK = "MANUAL_MARKED_AS_ROLLED_BACK"
+
+
+class TxStrategy(enum.StrEnum):
+    """How a change was applied (Flamingock's `txStrategy` values)."""
+
+    NON_TX = "NON_TX"
+    """Non-transactional: STARTED, execute, APPLIED."""
+    TX_AUDIT_STORE_SHARED = "TX_AUDIT_STORE_SHARED"
+    """One transaction holds the change, its APPLIED entry and the lock check."""
+    TX_AUDIT_STORE_SYNC = "TX_AUDIT_STORE_SYNC"
+    """A transaction on another target, with a marker record that says whether it committed."""
+
+
+class AuditEntry(BaseModel):
+    """One immutable audit record. Serialised with Flamingock's camelCase field names (`by_alias=True`)."""
+
+    model_config = ConfigDict(
+        frozen=True, alias_generator=to_camel, populate_by_name=True, use_enum_values=False, extra="ignore"
+    )
+
+    execution_id: str
+    stage_id: str
+    change_id: str
+    author: str | None = None
+    created_at: datetime
+    state: AuditState
+    type: str = "EXECUTION"
+    invoked_class: str | None = None
+    invoked_method: str | None = None
+    source_file: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    execution_millis: int = 0
+    execution_hostname: str | None = None
+    error_trace: str | None = None
+    system_change: bool = False
+    tx_strategy: TxStrategy = TxStrategy.NON_TX
+    target_system_id: str | None = None
+    change_order: str | None = None
+    recovery_strategy: Recovery = Recovery.MANUAL_INTERVENTION
+    transaction_flag: bool = False
+
+    @model_validator(mode="after")
+    def _utc(self) -> AuditEntry:
+        if self.created_at.tzinfo is None:
+            object.__setattr__(self, "created_at", self.created_at.replace(tzinfo=UTC))
+        return self
+
+    def to_document(self) -> dict[str, Any]:
+        """The entry as a JSON-compatible dict with Flamingock's field names."""
+        return self.model_dump(by_alias=True, mode="json")
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> AuditEntry:
+        return cls.model_validate(document)
+
+
+class LockOptions(BaseModel):
+    """How the distributed lock behaves. Defaults as in Flamingock."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lease_seconds: float = Field(default=DEFAULT_LEASE_SECONDS, gt=0)
+    """How long a lease lasts without renewal; renewed every `lease_seconds / 3`."""
+    acquire_timeout_seconds: float = Field(default=DEFAULT_ACQUIRE_TIMEOUT_SECONDS, ge=0)
+    """How long to wait for another instance to release the lock before giving up."""
+    retry_interval_seconds: float = Field(default=DEFAULT_RETRY_INTERVAL_SECONDS, gt=0)
+    """The longest sleep between two attempts to acquire."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """What every audit write under the lock is conditional on: the lock record still holds our token."""
+
+    key: str
+    owner: str
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class LockLease:
+    """A lock we hold, as the store recorded it."""
+
+    key: str
+    owner: str
+    token: int
+    expires_at: datetime
+
+    @property
+    def fence(self) -> Fence:
+        return Fence(self.key, self.owner, self.token)
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    """The lock record as read from the store (`remaining_seconds` judged by the store's clock)."""
+
+    key: str
+    owner: str
+    token: int
+    acquired_at: datetime
+    expires_at: datetime
+    remaining_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """Written in a target's own transaction: proves that the change's transaction committed."""
+
+    change_id: str
+    execution_id: str
+
+
+class RunStatus(enum.StrEnum):
+    SUCCESS = "SUCCESS"
+    """Every pending change was applied."""
+    NO_CHANGES = "NO_CHANGES"
+    """Nothing was pending: no lock was taken and nothing was written."""
+    FAILED = "FAILED"
+    """The run stopped at a change (see the raised exception's `report`)."""
+
+
+class ChangeOutcome(enum.StrEnum):
+    APPLIED = "APPLIED"
+    ALREADY_APPLIED = "ALREADY_APPLIED"
+    RECOVERED = "RECOVERED"
+    """Its transaction had committed in an earlier run (marker found): recorded APPLIED without running."""
+    FAILED = "FAILED"
+    NEEDS_MANUAL_INTERVENTION = "NEEDS_MANUAL_INTERVENTION"
+    NOT_REACHED = "NOT_REACHED"
+    ROLLED_BACK = "ROLLED_BACK"
+    """undo(): its rollback ran and was recorded."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeResult:
+    change_id: str
+    outcome: ChangeOutcome
+    duration_seconds: float = 0.0
+    error: BaseException | None = None
+    rollback_state: AuditState | None = None
+    """For a failed non-transactional change: ROLLED_BACK or ROLLBACK_FAILED, if it has a rollback."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    execution_id: str
+    status: RunStatus
+    changes: list[ChangeResult] = field(default_factory=list)
+    duration_seconds: float = 0.0
+
+    def with_outcome(self, outcome: ChangeOutcome) -> list[str]:
+        """The ids of the changes with this outcome, in order."""
+        return [c.change_id for c in self.changes if c.outcome is outcome]
+
+    @property
+    def applied(self) -> list[str]:
+        return self.with_outcome(ChangeOutcome.APPLIED)
+
+
+class PlannedAction(enum.StrEnum):
+    APPLY = "APPLY"
+    SKIP = "SKIP"
+    RECOVER = "RECOVER"
+    """Mark APPLIED without running: the marker shows its transaction committed."""
+    MANUAL_INTERVENTION = "MANUAL_INTERVENTION"
+    BLOCKED = "BLOCKED"
+    """An earlier change needs manual intervention."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedChange:
+    change_id: str
+    action: PlannedAction
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeIssue:
+    change_id: str
+    state: AuditState
+    reason: str
+    fix_command: str

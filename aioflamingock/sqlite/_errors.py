@@ -1,0 +1,25 @@
+"""SQLite's errors, translated to ours in one place."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .._errors import StoreError, StoreUnavailableError
+
+__all__ = ["translate_errors"]
+
+_TRANSIENT = ("database is locked", "database table is locked", "busy")
+
+
+@contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if any(text in str(exc).lower() for text in _TRANSIENT):
+            raise StoreUnavailableError(f"SQLite busy while {what}: {exc}") from exc
+        raise StoreError(f"SQLite failed while {what}: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise StoreError(f"SQLite failed while {what}: {exc}") from exc

@@ -1,0 +1,89 @@
+"""The lock as one row per key. Each operation is a single statement, so it is atomic on its own and never
+opens a transaction that could swallow other statements on the shared connection. Times are the clock of the
+machine (SQLite has no server): processes sharing a database file share that clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from .._errors import LockLostError
+from .._interfaces import Lock
+from .._model import LockInfo, LockLease
+from ._errors import translate_errors
+
+if TYPE_CHECKING:
+    import aiosqlite
+
+__all__ = ["SQLiteLock"]
+
+
+def _dt(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class SQLiteLock(Lock):
+    def __init__(self, connection: Callable[[], aiosqlite.Connection], table: str, clock: Callable[[], float]) -> None:
+        self._connection = connection
+        self._table = table
+        self._clock = clock
+
+    async def _one(self, sql: str, params: tuple[object, ...], what: str) -> tuple[Any, ...] | None:
+        with translate_errors(what):
+            async with self._connection().execute(sql, params) as cursor:
+                rows = list(await cursor.fetchall())
+        return tuple(rows[0]) if rows else None
+
+    async def try_acquire(self, key: str, owner: str, lease_seconds: float) -> LockLease | None:
+        now = self._clock()
+        row = await self._one(
+            f"INSERT INTO {self._table} (key, owner, status, acquired_at, expires_at, fencing_token) "
+            "VALUES (?1, ?2, 'LOCKED', ?3, ?4, 1) "
+            "ON CONFLICT (key) DO UPDATE SET owner = ?2, status = 'LOCKED', acquired_at = ?3, expires_at = ?4, "
+            f"fencing_token = {self._table}.fencing_token + 1 "
+            f"WHERE {self._table}.expires_at <= ?3 OR {self._table}.owner = ?2 "
+            "RETURNING fencing_token, expires_at",
+            (key, owner, now, now + lease_seconds),
+            f"acquiring lock {key!r}",
+        )
+        if row is None:
+            return None
+        return LockLease(key, owner, int(row[0]), _dt(float(row[1])))
+
+    async def renew(self, lease: LockLease, lease_seconds: float) -> LockLease:
+        expires = self._clock() + lease_seconds
+        row = await self._one(
+            f"UPDATE {self._table} SET expires_at = ? WHERE key = ? AND owner = ? AND fencing_token = ? "
+            "RETURNING expires_at",
+            (expires, lease.key, lease.owner, lease.token),
+            f"renewing lock {lease.key!r}",
+        )
+        if row is None:
+            raise LockLostError(f"lock {lease.key!r} is no longer held by {lease.owner!r} with token {lease.token}")
+        return LockLease(lease.key, lease.owner, lease.token, _dt(expires))
+
+    async def release(self, lease: LockLease) -> bool:
+        row = await self._one(
+            f"DELETE FROM {self._table} WHERE key = ? AND owner = ? AND fencing_token = ? RETURNING key",
+            (lease.key, lease.owner, lease.token),
+            f"releasing lock {lease.key!r}",
+        )
+        return row is not None
+
+    async def read(self, key: str) -> LockInfo | None:
+        row = await self._one(
+            f"SELECT owner, fencing_token, acquired_at, expires_at FROM {self._table} WHERE key = ?",
+            (key,),
+            f"reading lock {key!r}",
+        )
+        if row is None:
+            return None
+        owner, token, acquired, expires = str(row[0]), int(row[1]), float(row[2]), float(row[3])
+        return LockInfo(key, owner, token, _dt(acquired), _dt(expires), expires - self._clock())
+
+    async def force_release(self, key: str) -> bool:
+        row = await self._one(
+            f"DELETE FROM {self._table} WHERE key = ? RETURNING key", (key,), f"force-releasing lock {key!r}"
+        )
+        return row is not None

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .._errors import ConfigurationError, LockLostError
+from .._interfaces import AuditStore, TargetSystem, Transaction
+from .._model import AuditEntry, Fence
+from ._errors import translate_errors
+from ._lock import SQLiteLock
+from ._target import SQLiteTargetSystem, SQLiteTransaction
+
+if TYPE_CHECKING:
+    import aiosqlite
+
+__all__ = ["DEFAULT_AUDIT_TABLE", "DEFAULT_LOCK_TABLE", "SQLiteAuditStore"]
+
+DEFAULT_AUDIT_TABLE = "flamingock_audit_log"
+DEFAULT_LOCK_TABLE = "flamingock_lock"
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+# (column, AuditEntry field); SQL columns are snake_case, the documents of the other stores use camelCase.
+_COLUMNS = [
+    "execution_id", "stage_id", "change_id", "author", "created_at", "state", "type", "invoked_class",
+    "invoked_method", "source_file", "metadata", "execution_millis", "execution_hostname", "error_trace",
+    "system_change", "tx_strategy", "target_system_id", "change_order", "recovery_strategy", "transaction_flag",
+]  # fmt: skip
+_JSON_COLUMNS = {"metadata"}
+
+
+def _table(kind: str, name: str) -> str:
+    if not _TABLE_NAME.match(name):
+        raise ConfigurationError([f"{kind} {name!r} must match [A-Za-z_][A-Za-z0-9_]{{0,62}}"])
+    return name
+
+
+def _row(entry: AuditEntry) -> tuple[Any, ...]:
+    data = entry.model_dump(mode="json")
+    return tuple(json.dumps(data[c]) if c in _JSON_COLUMNS else data[c] for c in _COLUMNS)
+
+
+def _entry(row: Iterable[Any]) -> AuditEntry:
+    data = dict(zip(_COLUMNS, row, strict=True))
+    for column in _JSON_COLUMNS:
+        data[column] = json.loads(data[column]) if data[column] else {}
+    return AuditEntry.model_validate(data)
+
+
+class SQLiteAuditStore(AuditStore):
+    """Audit log and lock in two tables of the target's own database file, on the target's connection.
+
+    A transactional change on that same target takes the shared-transaction path: its writes, its APPLIED
+    row and the lock check commit together.
+    """
+
+    def __init__(
+        self,
+        *,
+        target: SQLiteTargetSystem,
+        audit_table: str = DEFAULT_AUDIT_TABLE,
+        lock_table: str = DEFAULT_LOCK_TABLE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(target, SQLiteTargetSystem):
+            raise ConfigurationError([f"SQLiteAuditStore needs a SQLiteTargetSystem, got {type(target).__name__}"])
+        self.target = target
+        self.audit_table = _table("audit_table", audit_table)
+        self.lock_table = _table("lock_table", lock_table)
+        self._lock = SQLiteLock(lambda: self.target.connection, self.lock_table, clock)
+
+    @classmethod
+    def from_target(
+        cls,
+        target: SQLiteTargetSystem,
+        *,
+        audit_table: str = DEFAULT_AUDIT_TABLE,
+        lock_table: str = DEFAULT_LOCK_TABLE,
+    ) -> SQLiteAuditStore:
+        """The store in `target`'s database, sharing its connection."""
+        return cls(target=target, audit_table=audit_table, lock_table=lock_table)
+
+    def describe(self) -> str:
+        return f"SQLiteAuditStore({self.target.path!r})"
+
+    @property
+    def lock(self) -> SQLiteLock:
+        return self._lock
+
+    async def _open(self) -> None:
+        await self.target.open()
+        try:
+            await self._create_tables()
+        except BaseException:
+            await self.target.close()
+            raise
+
+    async def _close(self) -> None:
+        await self.target.close()
+
+    async def _create_tables(self) -> None:
+        columns = ", ".join(
+            f"{c} {'INTEGER' if c in {'execution_millis', 'system_change', 'transaction_flag'} else 'TEXT'}"
+            for c in _COLUMNS
+        )
+        with translate_errors("creating the audit tables"):
+            conn = self.target.connection
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.audit_table} (id INTEGER PRIMARY KEY AUTOINCREMENT, {columns})"
+            )
+            await conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {self.audit_table}_change ON {self.audit_table} (change_id, id)"
+            )
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.lock_table} (key TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+                "status TEXT NOT NULL, acquired_at REAL NOT NULL, expires_at REAL NOT NULL, "
+                "fencing_token INTEGER NOT NULL)"
+            )
+
+    def _fenced_insert(self) -> str:
+        placeholders = ", ".join("?" for _ in _COLUMNS)
+        return (
+            f"INSERT INTO {self.audit_table} ({', '.join(_COLUMNS)}) SELECT {placeholders} "
+            f"WHERE EXISTS (SELECT 1 FROM {self.lock_table} WHERE key = ? AND owner = ? AND fencing_token = ?)"
+        )
+
+    async def _insert(self, conn: aiosqlite.Connection, entry: AuditEntry, fence: Fence) -> None:
+        with translate_errors(f"recording {entry.state.value} of {entry.change_id!r}"):
+            cursor = await conn.execute(self._fenced_insert(), (*_row(entry), fence.key, fence.owner, fence.token))
+            inserted = cursor.rowcount
+            await cursor.close()
+        if inserted != 1:
+            raise LockLostError(
+                f"{entry.state.value} of {entry.change_id!r} not recorded: lock {fence.key!r} is no longer held "
+                f"by {fence.owner!r} with token {fence.token}"
+            )
+
+    async def append(self, entry: AuditEntry, *, fence: Fence) -> None:
+        await self._insert(self.target.connection, entry, fence)
+
+    def shares_transactions_with(self, target: TargetSystem) -> bool:
+        return target is self.target
+
+    async def append_in_transaction(self, tx: Transaction, entry: AuditEntry, *, fence: Fence) -> None:
+        assert isinstance(tx, SQLiteTransaction)
+        await self._insert(tx.context.connection, entry, fence)
+
+    async def current_states(self, change_ids: Iterable[str] | None = None) -> dict[str, AuditEntry]:
+        sql = (
+            f"SELECT {', '.join('a.' + c for c in _COLUMNS)} FROM {self.audit_table} a JOIN "
+            f"(SELECT MAX(id) AS id FROM {self.audit_table} GROUP BY change_id) newest ON a.id = newest.id"
+        )
+        with translate_errors("reading the current states"):
+            async with self.target.connection.execute(sql) as cursor:
+                rows = await cursor.fetchall()
+        wanted = None if change_ids is None else set(change_ids)
+        entries = (_entry(row) for row in rows)
+        return {e.change_id: e for e in entries if wanted is None or e.change_id in wanted}
+
+    async def history(self) -> AsyncIterator[AuditEntry]:
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM {self.audit_table} ORDER BY id"
+        with translate_errors("reading the history"):
+            async with self.target.connection.execute(sql) as cursor:
+                async for row in cursor:
+                    yield _entry(row)

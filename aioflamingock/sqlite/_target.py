@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._errors import ClosedResourceError
+from .._interfaces import Transaction, TransactionalTargetSystem, check_identifier
+from .._model import Marker, utc_now
+from ._errors import translate_errors
+
+if TYPE_CHECKING:
+    import aiosqlite
+
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT_SECONDS",
+    "MARKER_TABLE",
+    "SQLiteContext",
+    "SQLiteTargetSystem",
+    "SQLiteTransaction",
+]
+
+MARKER_TABLE = "flamingock_marker"
+DEFAULT_BUSY_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class SQLiteContext:
+    """What a change on a SQLite target receives. In a transactional change the connection is inside a
+    transaction the engine commits: don't `BEGIN`, `COMMIT` or `ROLLBACK` yourself."""
+
+    connection: aiosqlite.Connection
+    target_id: str
+
+
+class SQLiteTransaction(Transaction):
+    context: SQLiteContext
+
+
+class SQLiteTargetSystem(TransactionalTargetSystem):
+    """A SQLite database file. The engine opens one connection (WAL mode) and closes it after use.
+
+    `path` may be `":memory:"` for a database that lives as long as the open connection (one process only).
+    """
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        path: str | os.PathLike[str],
+        busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
+    ) -> None:
+        self.id = check_identifier("target system id", id)
+        self.path = os.fspath(path)
+        self.busy_timeout_seconds = busy_timeout_seconds
+        self._connection: aiosqlite.Connection | None = None
+
+    def describe(self) -> str:
+        return f"SQLiteTargetSystem({self.id!r}, path={self.path!r})"
+
+    @property
+    def connection(self) -> aiosqlite.Connection:
+        if self._connection is None:
+            raise ClosedResourceError(f"{self.describe()} is not open")
+        return self._connection
+
+    async def _open(self) -> None:
+        import aiosqlite
+
+        with translate_errors(f"opening {self.path!r}"):
+            conn = await aiosqlite.connect(self.path, isolation_level=None)
+            try:
+                await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_seconds * 1000)}")
+                if self.path != ":memory:":
+                    await conn.execute("PRAGMA journal_mode = WAL")
+                await conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {MARKER_TABLE} "
+                    "(change_id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, created_at TEXT NOT NULL)"
+                )
+            except BaseException:
+                await conn.close()
+                raise
+        self._connection = conn
+
+    async def _close(self) -> None:
+        conn, self._connection = self._connection, None
+        if conn is not None:
+            await conn.close()
+
+    @asynccontextmanager
+    async def context(self) -> AsyncIterator[Any]:
+        yield SQLiteContext(self.connection, self.id)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SQLiteTransaction]:
+        conn = self.connection
+        with translate_errors("beginning a transaction"):
+            await conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield SQLiteTransaction(SQLiteContext(conn, self.id))
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._rollback(conn)
+            raise
+        with translate_errors("committing"):
+            await conn.execute("COMMIT")
+
+    @staticmethod
+    async def _rollback(conn: aiosqlite.Connection) -> None:
+        if conn.in_transaction:
+            with translate_errors("rolling back"):
+                await conn.execute("ROLLBACK")
+
+    async def write_marker(self, tx: Transaction, marker: Marker) -> None:
+        assert isinstance(tx, SQLiteTransaction)
+        with translate_errors("writing the marker"):
+            await tx.context.connection.execute(
+                f"INSERT OR REPLACE INTO {MARKER_TABLE} (change_id, execution_id, created_at) VALUES (?, ?, ?)",
+                (marker.change_id, marker.execution_id, utc_now().isoformat()),
+            )
+
+    async def read_marker(self, change_id: str) -> Marker | None:
+        with translate_errors("reading the marker"):
+            async with self.connection.execute(
+                f"SELECT execution_id FROM {MARKER_TABLE} WHERE change_id = ?", (change_id,)
+            ) as cursor:
+                row = await cursor.fetchone()
+        return None if row is None else Marker(change_id, row[0])
+
+    async def delete_marker(self, change_id: str) -> None:
+        with translate_errors("deleting the marker"):
+            await self.connection.execute(f"DELETE FROM {MARKER_TABLE} WHERE change_id = ?", (change_id,))

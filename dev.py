@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Developer commands that work on a fresh clone with only Python 3.11 and pip.
+
+    python3 dev.py quickstart   # create .venv, install the package, run examples/quickstart.py
+    python3 dev.py test         # create .venv, install everything, run ruff, mypy and the whole test suite
+
+Extra arguments after `test` go to pytest (`python3 dev.py test -k lock -x`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+
+
+def sh(*args: str | Path) -> None:
+    print("+", " ".join(str(a) for a in args), flush=True)
+    code = subprocess.call([str(a) for a in args], cwd=ROOT)
+    if code:
+        sys.exit(code)
+
+
+def ensure_env(extras: str) -> None:
+    if not PY.exists():
+        venv.EnvBuilder(with_pip=True).create(VENV)
+        sh(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    sh(PY, "-m", "pip", "install", "--quiet", "-e", f".{extras}")
+
+
+def quickstart(args: list[str]) -> None:
+    ensure_env("")
+    sh(PY, "examples/quickstart.py", *args)
+
+
+def test(args: list[str]) -> None:
+    ensure_env("[dev]")
+    sh(BIN / "ruff", "check", ".")
+    sh(BIN / "ruff", "format", "--check", ".")
+    sh(BIN / "mypy")
+    sh(PY, "-m", "pytest", *args)
+
+
+COMMANDS = {"quickstart": quickstart, "test": test}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        sys.exit(__doc__)
+    COMMANDS[sys.argv[1]](sys.argv[2:])
