@@ -3,7 +3,7 @@
 | path | when | what is written |
 |---|---|---|
 | shared transaction | transactional change on the store's own target | change + APPLIED + lock check, one transaction |
-| marker | transactional change on another transactional target | STARTED; change + marker in one target transaction; APPLIED |
+| marker | transactional change on another transactional target | STARTED; change + marker in one transaction; APPLIED |
 | non-transactional | otherwise | STARTED; execute; APPLIED (or FAILED, then rollback: ROLLED_BACK / ROLLBACK_FAILED) |
 """
 

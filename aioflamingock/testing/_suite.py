@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -235,23 +234,12 @@ class AuditStoreConformance:
             pytest.skip("this store lives in one process")
         factory, args = self.process_factory()
         workers, rounds = 8, 3
+        command = [sys.executable, "-m", "aioflamingock.testing._race", factory, self.lock_key]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         procs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "aioflamingock.testing._race",
-                    factory,
-                    self.lock_key,
-                    f"p{i}",
-                    str(rounds),
-                    *args,
-                ],
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-            )
-            for i in range(workers)
+            await asyncio.create_subprocess_exec(*command, f"p{i}", str(rounds), *args, env=env) for i in range(workers)
         ]
-        codes = [await asyncio.to_thread(p.wait, 120) for p in procs]
+        codes = [await asyncio.wait_for(p.wait(), 120) for p in procs]
         assert codes == [0] * workers
         assert_no_overlap(await _history(store), workers=workers, rounds=rounds)
 
