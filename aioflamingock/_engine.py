@@ -12,7 +12,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, NoReturn, Self
 
 from ._apply import Applier
 from ._change import ChangeSpec
@@ -300,7 +300,9 @@ class Flamingock:
             results += [ChangeResult(s.id, ChangeOutcome.ALREADY_APPLIED) for s in specs]
             return self._report(execution_id, specs, results, started, RunStatus.NO_CHANGES)
         if first[1] is PlannedAction.MANUAL_INTERVENTION:
-            self._stop_for_issue(first, plan, results)
+            results += [ChangeResult(s.id, ChangeOutcome.ALREADY_APPLIED) for s, *_ in plan[: plan.index(first)]]
+            results.append(ChangeResult(first[0].id, ChangeOutcome.NEEDS_MANUAL_INTERVENTION))
+            self._stop_for_issue(first)
 
         async def locked(fence: Fence) -> None:
             await self._apply_all(await self._plan(specs), self._applier(execution_id, fence), results)
@@ -314,7 +316,8 @@ class Flamingock:
                 results.append(ChangeResult(spec.id, ChangeOutcome.ALREADY_APPLIED))
                 continue
             if action in (PlannedAction.MANUAL_INTERVENTION, PlannedAction.BLOCKED):
-                self._stop_for_issue((spec, action, reason, entry), plan, results)
+                results.append(ChangeResult(spec.id, ChangeOutcome.NEEDS_MANUAL_INTERVENTION))
+                self._stop_for_issue((spec, action, reason, entry))
             await notify(self._listeners, Event(EventKind.CHANGE_STARTED, applier.execution_id, spec.id))
             if action is PlannedAction.RECOVER:
                 assert entry is not None
@@ -330,14 +333,9 @@ class Flamingock:
                     f"change {spec.id!r} failed: {type(result.error).__name__}: {result.error}", spec.id
                 ) from result.error
 
-    def _stop_for_issue(
-        self,
-        item: tuple[ChangeSpec, PlannedAction, str, AuditEntry | None],
-        plan: _Plan,
-        results: list[ChangeResult],
-    ) -> None:
+    @staticmethod
+    def _stop_for_issue(item: tuple[ChangeSpec, PlannedAction, str, AuditEntry | None]) -> NoReturn:
         spec, _, reason, entry = item
-        results.append(ChangeResult(spec.id, ChangeOutcome.NEEDS_MANUAL_INTERVENTION))
         state = entry.state.value if entry is not None else "?"
         raise ManualInterventionRequiredError(
             f"change {spec.id!r} needs manual intervention: its state is {state}, {reason}", spec.id
@@ -387,11 +385,12 @@ class Flamingock:
         execution_id = uuid.uuid4().hex
         async with self._session():
             current = (await self.audit_store.current_states([change_id])).get(change_id)
-            if current is None and spec is None:
+            subject: ChangeSpec | AuditEntry | None = spec if spec is not None else current
+            if subject is None:
                 raise ConfigurationError([f"change {change_id!r} is neither declared nor in the audit"])
 
             async def locked(fence: Fence) -> AuditEntry:
-                return await self._applier(execution_id, fence).mark(spec or current, states[resolution])  # type: ignore[arg-type]
+                return await self._applier(execution_id, fence).mark(subject, states[resolution])
 
             entry = await self._keeper(execution_id).run_holding(locked)
         logger.info("change %r marked as %s", change_id, resolution)

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import anyio
 
-from ._errors import LockAcquisitionTimeoutError, LockLostError
+from ._errors import LockAcquisitionTimeoutError, LockLostError, StoreUnavailableError
 from ._interfaces import Lock
 from ._model import Fence, LockInfo, LockLease, LockOptions
 from ._redact import redact
@@ -63,7 +63,7 @@ class LockKeeper:
             if lease is not None:
                 return lease, None
             return None, await self._lock.read(self._key)
-        except Exception as exc:  # the store being busy or away is a reason to wait, not to give up
+        except StoreUnavailableError as exc:  # the store being busy or away is a reason to wait, not to give up
             logger.warning("lock %r: attempt to acquire failed, will retry: %s", self._key, redact(str(exc)))
             return None, None
 
