@@ -31,8 +31,10 @@ _HOSTNAME = socket.gethostname()
 
 
 def _trace(exc: BaseException) -> str:
-    text = redact("".join(traceback.format_exception(exc)))
-    return text if len(text) <= _MAX_ERROR_TRACE else "...\n" + text[-_MAX_ERROR_TRACE:]
+    text = "".join(traceback.format_exception(exc))
+    if len(text) > _MAX_ERROR_TRACE:
+        text = "...\n" + text[-_MAX_ERROR_TRACE:]
+    return redact(text)
 
 
 class Applier:

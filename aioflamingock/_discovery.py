@@ -20,7 +20,7 @@ __all__ = ["ChangeSource", "load_changes", "order_from_module_name"]
 
 ChangeSource = str | type[Change]
 
-_MODULE_NAME = re.compile(r"^_(?P<order>[A-Za-z0-9]+)_(?P<name>\w+)$")
+_MODULE_NAME = re.compile(r"^_(?P<order>[0-9][A-Za-z0-9]*)_(?P<name>\w+)$")
 _LOOKS_LIKE_CHANGE = re.compile(r"^_[0-9]")
 _MIN_ORDER_LENGTH = 4
 

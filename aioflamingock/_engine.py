@@ -46,6 +46,7 @@ from ._model import (
     RunReport,
     RunStatus,
 )
+from ._redact import redact
 from ._resolver import fix_command, needs_marker_check, resolve
 
 __all__ = ["DISABLE_ENV_VAR", "Flamingock", "NonIdempotentRetryWarning"]
@@ -89,7 +90,7 @@ class Flamingock:
         *,
         audit_store: AuditStore,
         target_systems: Iterable[TargetSystem] = (),
-        changes: Iterable[ChangeSource] = (),
+        changes: ChangeSource | Iterable[ChangeSource] = (),
         lock: LockOptions | None = None,
         service: str = DEFAULT_SERVICE,
         metadata: Mapping[str, Any] | None = None,
@@ -104,7 +105,7 @@ class Flamingock:
         self.lock_options = lock if lock is not None else LockOptions()
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.enabled = enabled
-        self._sources = list(changes)
+        self._sources: list[ChangeSource] = [changes] if isinstance(changes, str | type) else list(changes)
         self._listeners = list(listeners)
         self._specs: list[ChangeSpec] | None = None
         self._state = _State.NEW
@@ -209,18 +210,23 @@ class Flamingock:
         marker = await target.read_marker(spec.id)
         return marker is not None and marker.execution_id == entry.execution_id
 
-    async def _plan(self, specs: list[ChangeSpec]) -> _Plan:
+    async def _resolve_each(self, specs: list[ChangeSpec]) -> _Plan:
+        """Each change's action from its own state alone."""
         states = await self.audit_store.current_states([s.id for s in specs])
         plan: _Plan = []
-        blocked_by: str | None = None
         for spec in specs:
             entry = states.get(spec.id)
             action, reason = resolve(spec, entry, marker_found=await self._marker_found(spec, entry))
+            plan.append((spec, action, reason, entry))
+        return plan
+
+    async def _plan(self, specs: list[ChangeSpec]) -> _Plan:
+        """The run's plan: a change needing manual intervention blocks every later pending change."""
+        plan: _Plan = []
+        blocked_by: str | None = None
+        for spec, action, reason, entry in await self._resolve_each(specs):
             if blocked_by is not None and action is not PlannedAction.SKIP:
-                action, reason = (
-                    PlannedAction.BLOCKED,
-                    f"after {blocked_by!r}, which needs manual intervention",
-                )
+                action, reason = PlannedAction.BLOCKED, f"after {blocked_by!r}, which needs manual intervention"
             elif action is PlannedAction.MANUAL_INTERVENTION:
                 blocked_by = spec.id
             plan.append((spec, action, reason, entry))
@@ -243,7 +249,7 @@ class Flamingock:
         """The changes that need a human to say whether they ran (`fix`)."""
         specs = self.changes()
         async with self._session():
-            plan = await self._plan(specs)
+            plan = await self._resolve_each(specs)
         return [
             ChangeIssue(spec.id, entry.state, reason, fix_command(spec.id))
             for spec, action, reason, entry in plan
@@ -284,9 +290,11 @@ class Flamingock:
             results: list[ChangeResult] = []
             try:
                 report = await self._run(specs, execution_id, results, started)
-            except (RunError, LockLostError) as exc:
-                exc.report = self._report(execution_id, specs, results, started, RunStatus.FAILED)
-                await self._finish(exc.report)
+            except Exception as exc:
+                failed = self._report(execution_id, specs, results, started, RunStatus.FAILED)
+                if isinstance(exc, RunError | LockLostError):
+                    exc.report = failed
+                await self._finish(failed)
                 raise
         await self._finish(report)
         return report
@@ -294,15 +302,11 @@ class Flamingock:
     async def _run(
         self, specs: list[ChangeSpec], execution_id: str, results: list[ChangeResult], started: float
     ) -> RunReport:
-        plan = await self._plan(specs)
-        first = next((p for p in plan if p[1] is not PlannedAction.SKIP), None)
-        if first is None:
+        if all(action is PlannedAction.SKIP for _, action, _, _ in await self._plan(specs)):
             results += [ChangeResult(s.id, ChangeOutcome.ALREADY_APPLIED) for s in specs]
             return self._report(execution_id, specs, results, started, RunStatus.NO_CHANGES)
-        if first[1] is PlannedAction.MANUAL_INTERVENTION:
-            results += [ChangeResult(s.id, ChangeOutcome.ALREADY_APPLIED) for s, *_ in plan[: plan.index(first)]]
-            results.append(ChangeResult(first[0].id, ChangeOutcome.NEEDS_MANUAL_INTERVENTION))
-            self._stop_for_issue(first)
+        # Whatever is pending, even a change that looks stuck, is judged again under the lock: another
+        # instance may be applying it right now.
 
         async def locked(fence: Fence) -> None:
             await self._apply_all(await self._plan(specs), self._applier(execution_id, fence), results)
@@ -330,7 +334,7 @@ class Flamingock:
             if result.outcome is ChangeOutcome.FAILED:
                 assert result.error is not None
                 raise ChangeFailedError(
-                    f"change {spec.id!r} failed: {type(result.error).__name__}: {result.error}", spec.id
+                    redact(f"change {spec.id!r} failed: {type(result.error).__name__}: {result.error}"), spec.id
                 ) from result.error
 
     @staticmethod
@@ -430,7 +434,7 @@ class Flamingock:
             error = await applier.undo(spec)
             if error is not None:
                 results.append(ChangeResult(spec.id, ChangeOutcome.FAILED, time.monotonic() - started, error))
-                raise RollbackFailedError(f"rollback of change {spec.id!r} failed: {error}", spec.id) from error
+                raise RollbackFailedError(redact(f"rollback of change {spec.id!r} failed: {error}"), spec.id) from error
             results.append(ChangeResult(spec.id, ChangeOutcome.ROLLED_BACK, time.monotonic() - started))
 
     async def lock_info(self) -> LockInfo | None:

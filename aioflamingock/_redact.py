@@ -7,7 +7,10 @@ import re
 __all__ = ["redact"]
 
 # scheme://user:password@host  ->  scheme://user:***@host
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)(?P<secret>[^@/\s]+)(?=@)")
+# The look-behind anchors the scheme at a word start, so long runs of letters cost linear time, not quadratic.
+_URL_PASSWORD = re.compile(
+    r"(?<![A-Za-z0-9+.-])(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)(?P<secret>[^@/\s]+)(?=@)"
+)
 # password=..., secret: ..., token='...', aws_secret_access_key=...
 _KEY_VALUE = re.compile(
     r"(?P<head>(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|secret[_-]?access[_-]?key)"

@@ -15,6 +15,8 @@ from .._interfaces import AuditStore
 from .._model import AuditState
 from ._suite import make_entry
 
+__all__: list[str] = []
+
 
 async def _main(factory: str, key: str, name: str, rounds: int, args: list[str]) -> None:
     module, _, attr = factory.partition(":")

@@ -1,0 +1,105 @@
+"""Credentials stay out of audit entries, logs and errors."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pytest
+
+from aioflamingock import AuditState, Change, ChangeFailedError, Flamingock, NonTransactionalTargetSystem
+from aioflamingock._redact import redact
+
+from ._support import TARGET, SpyStore, history
+
+URL_PASSWORD = "S3cretPw"
+KEY_PASSWORD = "hunter2"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mongodb://user:pw@host", "mongodb://user:***@host"),
+        (
+            "cannot reach mongodb+srv://alice:s3cr%40t@cluster0.example.net/app?retryWrites=true",
+            "cannot reach mongodb+srv://alice:***@cluster0.example.net/app?retryWrites=true",
+        ),
+        ("couchbases://admin:pa55@cb.example.net", "couchbases://admin:***@cb.example.net"),
+        ("password=hunter2 host=db", "password=*** host=db"),
+        ('Password: "hunter2"', 'Password: "***"'),
+        ("{'password': 'hunter2', 'user': 'bob'}", "{'password': '***', 'user': 'bob'}"),
+        ("pwd=hunter2;server=db", "pwd=***;server=db"),
+        ("aws_secret_access_key=wJalrXUtnFEMI/K7MDENG", "aws_secret_access_key=***"),
+        ("api_key=abc123&x=1", "api_key=***&x=1"),
+    ],
+)
+def test_redact_hides_secrets(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "mongodb://db.internal:27017/app",
+        "https://example.com:8443/path?email=a@b.com",
+        "change 'add-status' failed: ValueError: bad value",
+    ],
+)
+def test_redact_leaves_text_without_secrets_alone(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_redact_takes_linear_time_on_long_text() -> None:
+    text = "0f" * 25_000  # e.g. a hex dump in an exception message
+    started = time.perf_counter()
+    assert redact(text) == text
+    assert time.perf_counter() - started < 0.25
+
+
+class LeaksCredentials(Change):
+    id = "connects"
+    order = "0001"
+    author = "tester"
+    target_system = TARGET
+    transactional = False
+
+    async def execute(self, ctx: Any) -> None:
+        raise ConnectionError(f"cannot connect to mongodb://admin:{URL_PASSWORD}@db.internal:27017/app")
+
+    async def rollback(self, ctx: Any) -> None:
+        raise ConnectionError(f"login failed: user=admin password={KEY_PASSWORD}")
+
+
+async def _run_leaky(store: SpyStore, target: NonTransactionalTargetSystem) -> ChangeFailedError:
+    with pytest.raises(ChangeFailedError) as caught:
+        await Flamingock(audit_store=store, target_systems=[target], changes=[LeaksCredentials]).run()
+    return caught.value
+
+
+async def test_error_traces_in_the_audit_hide_passwords(store: SpyStore, target: NonTransactionalTargetSystem) -> None:
+    await _run_leaky(store, target)
+
+    entries = {e.state: e for e in await history(store)}
+    failed, rollback_failed = entries[AuditState.FAILED], entries[AuditState.ROLLBACK_FAILED]
+    assert failed.error_trace is not None and rollback_failed.error_trace is not None
+    assert "mongodb://admin:***@db.internal" in failed.error_trace
+    assert "password=***" in rollback_failed.error_trace
+    for entry in entries.values():
+        document = str(entry.to_document())
+        assert URL_PASSWORD not in document and KEY_PASSWORD not in document
+
+
+async def test_logs_hide_passwords(
+    store: SpyStore, target: NonTransactionalTargetSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="aioflamingock"):
+        await _run_leaky(store, target)
+    assert caplog.records, "the failure is logged"
+    logged = caplog.text
+    assert URL_PASSWORD not in logged and KEY_PASSWORD not in logged
+
+
+async def test_the_raised_error_message_hides_passwords(store: SpyStore, target: NonTransactionalTargetSystem) -> None:
+    error = await _run_leaky(store, target)
+    assert URL_PASSWORD not in str(error)
