@@ -2,7 +2,7 @@
 """Developer commands that work on a fresh clone with only Python 3.11 and pip.
 
     python3 dev.py quickstart   # create .venv, install the package, run examples/quickstart.py
-    python3 dev.py test         # create .venv, install everything, run ruff, mypy and the whole test suite
+    python3 dev.py test         # create .venv, install everything; ruff, mypy, docs build, the whole test suite
 
 Extra arguments after `test` go to pytest (`python3 dev.py test -k lock -x`).
 """
@@ -45,6 +45,7 @@ def test(args: list[str]) -> None:
     sh(BIN / "ruff", "check", ".")
     sh(BIN / "ruff", "format", "--check", ".")
     sh(BIN / "mypy")
+    sh(BIN / "mkdocs", "build", "--strict", "--quiet", "--site-dir", VENV / "site")
     sh(PY, "-m", "pytest", *args)
 
 

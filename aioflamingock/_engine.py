@@ -410,6 +410,8 @@ class Flamingock:
         started = time.monotonic()
         results: list[ChangeResult] = []
         async with self._session():
+            # Checked before the lock is asked for; checked again under it, against the states read there.
+            self._undoable(specs[index + 1 :], await self.audit_store.current_states([s.id for s in specs]))
 
             async def locked(fence: Fence) -> None:
                 await self._undo_all(specs[index + 1 :], self._applier(execution_id, fence), results)
@@ -423,12 +425,7 @@ class Flamingock:
         return RunReport(execution_id, status, results, time.monotonic() - started)
 
     async def _undo_all(self, specs: list[ChangeSpec], applier: Applier, results: list[ChangeResult]) -> None:
-        states = await self.audit_store.current_states([s.id for s in specs])
-        applied = {AuditState.APPLIED, AuditState.MANUAL_MARKED_AS_APPLIED}
-        todo = [s for s in reversed(specs) if s.id in states and states[s.id].state in applied]
-        missing = [f"{s.where()}: {s.cls.__qualname__} defines no rollback" for s in todo if not s.has_rollback]
-        if missing:
-            raise ConfigurationError(missing)
+        todo = self._undoable(specs, await self.audit_store.current_states([s.id for s in specs]))
         for spec in todo:
             started = time.monotonic()
             error = await applier.undo(spec)
@@ -436,6 +433,16 @@ class Flamingock:
                 results.append(ChangeResult(spec.id, ChangeOutcome.FAILED, time.monotonic() - started, error))
                 raise RollbackFailedError(redact(f"rollback of change {spec.id!r} failed: {error}"), spec.id) from error
             results.append(ChangeResult(spec.id, ChangeOutcome.ROLLED_BACK, time.monotonic() - started))
+
+    @staticmethod
+    def _undoable(specs: list[ChangeSpec], states: Mapping[str, AuditEntry]) -> list[ChangeSpec]:
+        """The applied changes among `specs`, newest first; every one must define `rollback`."""
+        applied = {AuditState.APPLIED, AuditState.MANUAL_MARKED_AS_APPLIED}
+        todo = [s for s in reversed(specs) if s.id in states and states[s.id].state in applied]
+        missing = [f"{s.where()}: {s.cls.__qualname__} defines no rollback" for s in todo if not s.has_rollback]
+        if missing:
+            raise ConfigurationError(missing)
+        return todo
 
     async def lock_info(self) -> LockInfo | None:
         """Who holds the service's lock, if anyone."""

@@ -109,7 +109,7 @@ class LockKeeper:
             problem = await self._renew_once()
             if problem is not None:
                 self._lost = problem
-                logger.error("lock %r lost; cancelling the running change: %s", self._key, problem)
+                logger.error("lock %r lost; cancelling the running change: %s", self._key, redact(str(problem)))
                 scope.cancel()
                 return
 

@@ -102,12 +102,14 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
             await conn.execute("BEGIN IMMEDIATE")
         try:
             yield SQLiteTransaction(SQLiteContext(conn, self.id))
+            with translate_errors("committing"):
+                await conn.execute("COMMIT")
         except BaseException:
+            # Also after a failed COMMIT (a deferred constraint, say): SQLite leaves the transaction open, and
+            # every later statement on this connection would silently join it.
             with anyio.CancelScope(shield=True):
                 await self._rollback(conn)
             raise
-        with translate_errors("committing"):
-            await conn.execute("COMMIT")
 
     @staticmethod
     async def _rollback(conn: aiosqlite.Connection) -> None:
