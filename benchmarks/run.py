@@ -95,7 +95,9 @@ def traced_connections(statements: list[str]) -> Iterator[None]:
 
 
 def touches_lock(statements: list[str]) -> bool:
-    return any(LOCK_TABLE in s and not s.lstrip().upper().startswith("CREATE") for s in statements)
+    """Whether any statement wrote the lock table (acquire, renew and release all do)."""
+    writes = ("INSERT", "UPDATE", "DELETE")
+    return any(LOCK_TABLE in s and s.lstrip().upper().startswith(writes) for s in statements)
 
 
 # -- (a) nothing pending --------------------------------------------------------------------------------------------

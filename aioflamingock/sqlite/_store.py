@@ -100,24 +100,31 @@ class SQLiteAuditStore(AuditStore):
     async def _close(self) -> None:
         await self.target.close()
 
+    def _schema(self) -> dict[str, str]:
+        """Every table and index the store needs, by name, with the statement that creates it."""
+        types = {"execution_millis": "INTEGER", "system_change": "INTEGER", "transaction_flag": "INTEGER"}
+        columns = ", ".join(f"{c} {types.get(c, 'TEXT')}" for c in _COLUMNS)
+        return {
+            self.audit_table: f"CREATE TABLE IF NOT EXISTS {self.audit_table} "
+            f"(id INTEGER PRIMARY KEY AUTOINCREMENT, {columns})",
+            f"{self.audit_table}_change": f"CREATE INDEX IF NOT EXISTS {self.audit_table}_change "
+            f"ON {self.audit_table} (change_id, id)",
+            self.lock_table: f"CREATE TABLE IF NOT EXISTS {self.lock_table} (key TEXT PRIMARY KEY, "
+            "owner TEXT NOT NULL, status TEXT NOT NULL, acquired_at REAL NOT NULL, expires_at REAL NOT NULL, "
+            "fencing_token INTEGER NOT NULL)",
+        }
+
     async def _create_tables(self) -> None:
-        columns = ", ".join(
-            f"{c} {'INTEGER' if c in {'execution_millis', 'system_change', 'transaction_flag'} else 'TEXT'}"
-            for c in _COLUMNS
-        )
+        """One read when the schema is there (every start-up but the first); the missing pieces otherwise."""
+        schema = self._schema()
+        conn = self.target.connection
         with translate_errors("creating the audit tables"):
-            conn = self.target.connection
-            await conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {self.audit_table} (id INTEGER PRIMARY KEY AUTOINCREMENT, {columns})"
-            )
-            await conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {self.audit_table}_change ON {self.audit_table} (change_id, id)"
-            )
-            await conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {self.lock_table} (key TEXT PRIMARY KEY, owner TEXT NOT NULL, "
-                "status TEXT NOT NULL, acquired_at REAL NOT NULL, expires_at REAL NOT NULL, "
-                "fencing_token INTEGER NOT NULL)"
-            )
+            marks = ", ".join("?" for _ in schema)
+            async with conn.execute(f"SELECT name FROM sqlite_master WHERE name IN ({marks})", tuple(schema)) as cur:
+                present = {row[0] for row in await cur.fetchall()}
+            for name, statement in schema.items():
+                if name not in present:
+                    await conn.execute(statement)
 
     def _fenced_insert(self) -> str:
         placeholders = ", ".join("?" for _ in _COLUMNS)
@@ -156,8 +163,8 @@ class SQLiteAuditStore(AuditStore):
             async with self.target.connection.execute(sql) as cursor:
                 rows = await cursor.fetchall()
         wanted = None if change_ids is None else set(change_ids)
-        entries = (_entry(row) for row in rows)
-        return {e.change_id: e for e in entries if wanted is None or e.change_id in wanted}
+        at = _COLUMNS.index("change_id")
+        return {row[at]: _entry(row) for row in rows if wanted is None or row[at] in wanted}
 
     async def history(self) -> AsyncIterator[AuditEntry]:
         sql = f"SELECT {', '.join(_COLUMNS)} FROM {self.audit_table} ORDER BY id"

@@ -58,6 +58,7 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
         self.path = os.fspath(path)
         self.busy_timeout_seconds = busy_timeout_seconds
         self._connection: aiosqlite.Connection | None = None
+        self._marker_table = False  # seen to exist on this connection
 
     def describe(self) -> str:
         return f"SQLiteTargetSystem({self.id!r}, path={self.path!r})"
@@ -77,17 +78,13 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
                 await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_seconds * 1000)}")
                 if self.path != ":memory:":
                     await conn.execute("PRAGMA journal_mode = WAL")
-                await conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {MARKER_TABLE} "
-                    "(change_id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, created_at TEXT NOT NULL)"
-                )
             except BaseException:
                 await conn.close()
                 raise
         self._connection = conn
 
     async def _close(self) -> None:
-        conn, self._connection = self._connection, None
+        conn, self._connection, self._marker_table = self._connection, None, False
         if conn is not None:
             await conn.close()
 
@@ -120,13 +117,29 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
     async def write_marker(self, tx: Transaction, marker: Marker) -> None:
         assert isinstance(tx, SQLiteTransaction)
         with translate_errors("writing the marker"):
+            # Created on first use, inside the change's transaction: a database never on the marker path stays
+            # free of it, and opening a target costs no schema statement.
+            if not self._marker_table:
+                await tx.context.connection.execute(
+                    f"CREATE TABLE IF NOT EXISTS {MARKER_TABLE} "
+                    "(change_id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, created_at TEXT NOT NULL)"
+                )
             await tx.context.connection.execute(
                 f"INSERT OR REPLACE INTO {MARKER_TABLE} (change_id, execution_id, created_at) VALUES (?, ?, ?)",
                 (marker.change_id, marker.execution_id, utc_now().isoformat()),
             )
 
+    async def _has_marker_table(self) -> bool:
+        if not self._marker_table:
+            sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+            async with self.connection.execute(sql, (MARKER_TABLE,)) as cursor:
+                self._marker_table = await cursor.fetchone() is not None
+        return self._marker_table
+
     async def read_marker(self, change_id: str) -> Marker | None:
         with translate_errors("reading the marker"):
+            if not await self._has_marker_table():
+                return None
             async with self.connection.execute(
                 f"SELECT execution_id FROM {MARKER_TABLE} WHERE change_id = ?", (change_id,)
             ) as cursor:
@@ -135,4 +148,5 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
 
     async def delete_marker(self, change_id: str) -> None:
         with translate_errors("deleting the marker"):
-            await self.connection.execute(f"DELETE FROM {MARKER_TABLE} WHERE change_id = ?", (change_id,))
+            if await self._has_marker_table():
+                await self.connection.execute(f"DELETE FROM {MARKER_TABLE} WHERE change_id = ?", (change_id,))
