@@ -13,7 +13,7 @@ import logging
 import socket
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._change import Change, ChangeSpec
@@ -49,6 +49,7 @@ class Applier:
         service: str,
         metadata: Mapping[str, Any],
         fence: Fence,
+        lease_check: Callable[[], None],
     ) -> None:
         self._store = store
         self._targets = targets
@@ -56,6 +57,7 @@ class Applier:
         self._service = service
         self._metadata = dict(metadata)
         self._fence = fence
+        self._lease_check = lease_check
 
     def strategy(self, spec: ChangeSpec) -> TxStrategy:
         target = self._targets[spec.target_system]
@@ -150,6 +152,8 @@ class Applier:
             async with target.transaction() as tx:
                 await spec.cls().execute(tx.context)
                 await target.write_marker(tx, Marker(spec.id, self.execution_id))
+                # This commit is not fenced by the store: don't make it if our lease may have ended.
+                self._lease_check()
         except (LockLostError, TransactionOutcomeUnknownError):
             raise
         except Exception as exc:
@@ -233,6 +237,7 @@ class Applier:
         target = self._transactional_target(spec)
         async with target.transaction() as tx:
             await spec.cls().rollback(tx.context)
+            self._lease_check()
             if strategy is TxStrategy.TX_AUDIT_STORE_SHARED:
                 entry = self.entry(spec, AuditState.ROLLED_BACK, method="rollback", started=started)
                 await self._store.append_in_transaction(tx, entry, fence=self._fence)

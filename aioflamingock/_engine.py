@@ -9,10 +9,10 @@ import socket
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Literal, NoReturn, Self
+from typing import Any, Literal, NoReturn, Self, TypeVar
 
 from ._apply import Applier
 from ._change import ChangeSpec
@@ -52,6 +52,8 @@ from ._resolver import fix_command, needs_marker_check, resolve
 __all__ = ["DISABLE_ENV_VAR", "Flamingock", "NonIdempotentRetryWarning"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DISABLE_ENV_VAR = "AIOFLAMINGOCK_DISABLED"
 """Set to `1`/`true` to make `run()` do nothing (for tests of applications that embed the engine)."""
@@ -262,7 +264,7 @@ class Flamingock:
         owner = f"{socket.gethostname()}/{os.getpid()}/{execution_id}"
         return LockKeeper(self.audit_store.lock, key=self.service, owner=owner, options=self.lock_options)
 
-    def _applier(self, execution_id: str, fence: Fence) -> Applier:
+    def _applier(self, keeper: LockKeeper, execution_id: str, fence: Fence) -> Applier:
         return Applier(
             self.audit_store,
             self.target_systems,
@@ -270,7 +272,17 @@ class Flamingock:
             service=self.service,
             metadata=self.metadata,
             fence=fence,
+            lease_check=keeper.check_lease,
         )
+
+    async def _under_lock(self, execution_id: str, work: Callable[[Applier], Awaitable[T]]) -> T:
+        """Run `work` with an applier whose every audit write is fenced by the lock we hold meanwhile."""
+        keeper = self._keeper(execution_id)
+
+        async def locked(fence: Fence) -> T:
+            return await work(self._applier(keeper, execution_id, fence))
+
+        return await keeper.run_holding(locked)
 
     async def run(self) -> RunReport:
         """Apply every pending change in order, exactly once across all instances of the service.
@@ -308,10 +320,10 @@ class Flamingock:
         # Whatever is pending, even a change that looks stuck, is judged again under the lock: another
         # instance may be applying it right now.
 
-        async def locked(fence: Fence) -> None:
-            await self._apply_all(await self._plan(specs), self._applier(execution_id, fence), results)
+        async def apply_all(applier: Applier) -> None:
+            await self._apply_all(await self._plan(specs), applier, results)
 
-        await self._keeper(execution_id).run_holding(locked)
+        await self._under_lock(execution_id, apply_all)
         return self._report(execution_id, specs, results, started, RunStatus.SUCCESS)
 
     async def _apply_all(self, plan: _Plan, applier: Applier, results: list[ChangeResult]) -> None:
@@ -393,10 +405,10 @@ class Flamingock:
             if subject is None:
                 raise ConfigurationError([f"change {change_id!r} is neither declared nor in the audit"])
 
-            async def locked(fence: Fence) -> AuditEntry:
-                return await self._applier(execution_id, fence).mark(subject, states[resolution])
+            async def mark(applier: Applier) -> AuditEntry:
+                return await applier.mark(subject, states[resolution])
 
-            entry = await self._keeper(execution_id).run_holding(locked)
+            entry = await self._under_lock(execution_id, mark)
         logger.info("change %r marked as %s", change_id, resolution)
         return entry
 
@@ -413,11 +425,11 @@ class Flamingock:
             # Checked before the lock is asked for; checked again under it, against the states read there.
             self._undoable(specs[index + 1 :], await self.audit_store.current_states([s.id for s in specs]))
 
-            async def locked(fence: Fence) -> None:
-                await self._undo_all(specs[index + 1 :], self._applier(execution_id, fence), results)
+            async def undo_all(applier: Applier) -> None:
+                await self._undo_all(specs[index + 1 :], applier, results)
 
             try:
-                await self._keeper(execution_id).run_holding(locked)
+                await self._under_lock(execution_id, undo_all)
             except (RunError, LockLostError) as exc:
                 exc.report = RunReport(execution_id, RunStatus.FAILED, results, time.monotonic() - started)
                 raise

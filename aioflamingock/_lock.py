@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _MIN_SLEEP = 0.01
+_COMMIT_MARGIN_SECONDS = 1.0
 
 
 class LockKeeper:
@@ -76,6 +77,15 @@ class LockKeeper:
             f"(lease ends in {holder.remaining_seconds:.1f}s). If that instance is gone, wait for its lease to "
             f"end, or run `aioflamingock unlock --force`."
         )
+
+    def check_lease(self) -> None:
+        """Raise `LockLostError` unless our lease is known to last a little longer.
+
+        Called just before an unfenced commit (the marker path), so that a process that was paused or starved
+        past its lease never commits: the renewal task may not have run yet to notice."""
+        margin = min(_COMMIT_MARGIN_SECONDS, self._options.lease_seconds / 10)
+        if self._lost is not None or time.monotonic() >= self._valid_until - margin:
+            raise LockLostError(f"lock {self._key!r}: our lease may have ended; not committing")
 
     async def run_holding(self, body: Callable[[Fence], Awaitable[T]]) -> T:
         """Acquire, run `body(fence)` while renewing, release. Raises `LockLostError` if the lease was lost."""

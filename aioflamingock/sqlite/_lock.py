@@ -14,7 +14,7 @@ from .._model import LockInfo, LockLease
 from ._errors import translate_errors
 
 if TYPE_CHECKING:
-    import aiosqlite
+    from ._target import SQLiteTargetSystem
 
 __all__ = ["SQLiteLock"]
 
@@ -24,16 +24,15 @@ def _dt(seconds: float) -> datetime:
 
 
 class SQLiteLock(Lock):
-    def __init__(self, connection: Callable[[], aiosqlite.Connection], table: str, clock: Callable[[], float]) -> None:
-        self._connection = connection
+    def __init__(self, target: SQLiteTargetSystem, table: str, clock: Callable[[], float]) -> None:
+        self._target = target
         self._table = table
         self._clock = clock
 
     async def _one(self, sql: str, params: tuple[object, ...], what: str) -> tuple[Any, ...] | None:
         with translate_errors(what):
-            async with self._connection().execute(sql, params) as cursor:
-                rows = list(await cursor.fetchall())
-        return tuple(rows[0]) if rows else None
+            rows = await self._target._fetch(sql, params)
+        return rows[0] if rows else None
 
     async def try_acquire(self, key: str, owner: str, lease_seconds: float) -> LockLease | None:
         now = self._clock()

@@ -4,7 +4,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._errors import ConfigurationError, LockLostError
 from .._interfaces import AuditStore, TargetSystem, Transaction
@@ -12,9 +12,6 @@ from .._model import AuditEntry, Fence
 from ._errors import translate_errors
 from ._lock import SQLiteLock
 from ._target import SQLiteTargetSystem, SQLiteTransaction
-
-if TYPE_CHECKING:
-    import aiosqlite
 
 __all__ = ["DEFAULT_AUDIT_TABLE", "DEFAULT_LOCK_TABLE", "SQLiteAuditStore"]
 
@@ -29,6 +26,7 @@ _COLUMNS = [
     "system_change", "tx_strategy", "target_system_id", "change_order", "recovery_strategy", "transaction_flag",
 ]  # fmt: skip
 _JSON_COLUMNS = {"metadata"}
+_HISTORY_PAGE = 500
 
 
 def _table(kind: str, name: str) -> str:
@@ -69,7 +67,7 @@ class SQLiteAuditStore(AuditStore):
         self.target = target
         self.audit_table = _table("audit_table", audit_table)
         self.lock_table = _table("lock_table", lock_table)
-        self._lock = SQLiteLock(lambda: self.target.connection, self.lock_table, clock)
+        self._lock = SQLiteLock(target, self.lock_table, clock)
 
     @classmethod
     def from_target(
@@ -117,14 +115,13 @@ class SQLiteAuditStore(AuditStore):
     async def _create_tables(self) -> None:
         """One read when the schema is there (every start-up but the first); the missing pieces otherwise."""
         schema = self._schema()
-        conn = self.target.connection
         with translate_errors("creating the audit tables"):
             marks = ", ".join("?" for _ in schema)
-            async with conn.execute(f"SELECT name FROM sqlite_master WHERE name IN ({marks})", tuple(schema)) as cur:
-                present = {row[0] for row in await cur.fetchall()}
+            rows = await self.target._fetch(f"SELECT name FROM sqlite_master WHERE name IN ({marks})", tuple(schema))
+            present = {row[0] for row in rows}
             for name, statement in schema.items():
                 if name not in present:
-                    await conn.execute(statement)
+                    await self.target._write(statement)
 
     def _fenced_insert(self) -> str:
         placeholders = ", ".join("?" for _ in _COLUMNS)
@@ -133,26 +130,26 @@ class SQLiteAuditStore(AuditStore):
             f"WHERE EXISTS (SELECT 1 FROM {self.lock_table} WHERE key = ? AND owner = ? AND fencing_token = ?)"
         )
 
-    async def _insert(self, conn: aiosqlite.Connection, entry: AuditEntry, fence: Fence) -> None:
+    async def append(self, entry: AuditEntry, *, fence: Fence) -> None:
+        """One statement: `INSERT ... SELECT ... WHERE EXISTS (our lock row)`, atomic on its own. Inside a
+        shared transaction (`append_in_transaction`) it runs on the same connection, so it joins that
+        transaction."""
         with translate_errors(f"recording {entry.state.value} of {entry.change_id!r}"):
-            cursor = await conn.execute(self._fenced_insert(), (*_row(entry), fence.key, fence.owner, fence.token))
-            inserted = cursor.rowcount
-            await cursor.close()
+            inserted = await self.target._write(
+                self._fenced_insert(), (*_row(entry), fence.key, fence.owner, fence.token)
+            )
         if inserted != 1:
             raise LockLostError(
                 f"{entry.state.value} of {entry.change_id!r} not recorded: lock {fence.key!r} is no longer held "
                 f"by {fence.owner!r} with token {fence.token}"
             )
 
-    async def append(self, entry: AuditEntry, *, fence: Fence) -> None:
-        await self._insert(self.target.connection, entry, fence)
-
     def shares_transactions_with(self, target: TargetSystem) -> bool:
         return target is self.target
 
     async def append_in_transaction(self, tx: Transaction, entry: AuditEntry, *, fence: Fence) -> None:
-        assert isinstance(tx, SQLiteTransaction)
-        await self._insert(tx.context.connection, entry, fence)
+        assert isinstance(tx, SQLiteTransaction) and tx.context.connection is self.target.connection
+        await self.append(entry, fence=fence)
 
     async def current_states(self, change_ids: Iterable[str] | None = None) -> dict[str, AuditEntry]:
         sql = (
@@ -160,15 +157,20 @@ class SQLiteAuditStore(AuditStore):
             f"(SELECT MAX(id) AS id FROM {self.audit_table} GROUP BY change_id) newest ON a.id = newest.id"
         )
         with translate_errors("reading the current states"):
-            async with self.target.connection.execute(sql) as cursor:
-                rows = await cursor.fetchall()
+            rows = await self.target._fetch(sql)
         wanted = None if change_ids is None else set(change_ids)
         at = _COLUMNS.index("change_id")
         return {row[at]: _entry(row) for row in rows if wanted is None or row[at] in wanted}
 
     async def history(self) -> AsyncIterator[AuditEntry]:
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM {self.audit_table} ORDER BY id"
-        with translate_errors("reading the history"):
-            async with self.target.connection.execute(sql) as cursor:
-                async for row in cursor:
-                    yield _entry(row)
+        """Oldest first, a page at a time: memory stays bounded and no cursor stays open between pages."""
+        sql = f"SELECT id, {', '.join(_COLUMNS)} FROM {self.audit_table} WHERE id > ? ORDER BY id LIMIT ?"
+        last = 0
+        while True:
+            with translate_errors("reading the history"):
+                rows = await self.target._fetch(sql, (last, _HISTORY_PAGE))
+            for row in rows:
+                yield _entry(row[1:])
+            if len(rows) < _HISTORY_PAGE:
+                return
+            last = rows[-1][0]

@@ -59,6 +59,7 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
         self.busy_timeout_seconds = busy_timeout_seconds
         self._connection: aiosqlite.Connection | None = None
         self._marker_table = False  # seen to exist on this connection
+        self._turn = anyio.Lock()
 
     def describe(self) -> str:
         return f"SQLiteTargetSystem({self.id!r}, path={self.path!r})"
@@ -69,19 +70,41 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
             raise ClosedResourceError(f"{self.describe()} is not open")
         return self._connection
 
+    async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one of our own statements to completion and return its rows.
+
+        Our statements on the shared connection take turns: a write left half-stepped (an `UPDATE ... RETURNING`
+        of the lock's renewal, say) would make a concurrent `COMMIT` fail with "SQL statements in progress", and
+        an unfinished `PRAGMA` keeps a new database file locked. The change's own statements are its business.
+        """
+        async with self._turn:
+            cursor = await self.connection.execute(sql, params)
+            try:
+                return [tuple(row) for row in await cursor.fetchall()]
+            finally:
+                await cursor.close()
+
+    async def _write(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        """Like `_fetch`, for a statement without rows; returns the number of rows it changed."""
+        async with self._turn:
+            cursor = await self.connection.execute(sql, params)
+            try:
+                return cursor.rowcount
+            finally:
+                await cursor.close()
+
     async def _open(self) -> None:
         import aiosqlite
 
         with translate_errors(f"opening {self.path!r}"):
-            conn = await aiosqlite.connect(self.path, isolation_level=None)
+            self._connection = await aiosqlite.connect(self.path, isolation_level=None)
             try:
-                await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_seconds * 1000)}")
+                await self._fetch(f"PRAGMA busy_timeout = {int(self.busy_timeout_seconds * 1000)}")
                 if self.path != ":memory:":
-                    await conn.execute("PRAGMA journal_mode = WAL")
+                    await self._fetch("PRAGMA journal_mode = WAL")
             except BaseException:
-                await conn.close()
+                await self._close()
                 raise
-        self._connection = conn
 
     async def _close(self) -> None:
         conn, self._connection, self._marker_table = self._connection, None, False
@@ -94,37 +117,35 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SQLiteTransaction]:
-        conn = self.connection
         with translate_errors("beginning a transaction"):
-            await conn.execute("BEGIN IMMEDIATE")
+            await self._write("BEGIN IMMEDIATE")
         try:
-            yield SQLiteTransaction(SQLiteContext(conn, self.id))
+            yield SQLiteTransaction(SQLiteContext(self.connection, self.id))
             with translate_errors("committing"):
-                await conn.execute("COMMIT")
+                await self._write("COMMIT")
         except BaseException:
             # Also after a failed COMMIT (a deferred constraint, say): SQLite leaves the transaction open, and
             # every later statement on this connection would silently join it.
             with anyio.CancelScope(shield=True):
-                await self._rollback(conn)
+                await self._rollback()
             raise
 
-    @staticmethod
-    async def _rollback(conn: aiosqlite.Connection) -> None:
-        if conn.in_transaction:
+    async def _rollback(self) -> None:
+        if self.connection.in_transaction:
             with translate_errors("rolling back"):
-                await conn.execute("ROLLBACK")
+                await self._write("ROLLBACK")
 
     async def write_marker(self, tx: Transaction, marker: Marker) -> None:
-        assert isinstance(tx, SQLiteTransaction)
+        assert isinstance(tx, SQLiteTransaction) and tx.context.connection is self.connection
         with translate_errors("writing the marker"):
             # Created on first use, inside the change's transaction: a database never on the marker path stays
             # free of it, and opening a target costs no schema statement.
             if not self._marker_table:
-                await tx.context.connection.execute(
+                await self._write(
                     f"CREATE TABLE IF NOT EXISTS {MARKER_TABLE} "
                     "(change_id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, created_at TEXT NOT NULL)"
                 )
-            await tx.context.connection.execute(
+            await self._write(
                 f"INSERT OR REPLACE INTO {MARKER_TABLE} (change_id, execution_id, created_at) VALUES (?, ?, ?)",
                 (marker.change_id, marker.execution_id, utc_now().isoformat()),
             )
@@ -132,21 +153,17 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
     async def _has_marker_table(self) -> bool:
         if not self._marker_table:
             sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-            async with self.connection.execute(sql, (MARKER_TABLE,)) as cursor:
-                self._marker_table = await cursor.fetchone() is not None
+            self._marker_table = bool(await self._fetch(sql, (MARKER_TABLE,)))
         return self._marker_table
 
     async def read_marker(self, change_id: str) -> Marker | None:
         with translate_errors("reading the marker"):
             if not await self._has_marker_table():
                 return None
-            async with self.connection.execute(
-                f"SELECT execution_id FROM {MARKER_TABLE} WHERE change_id = ?", (change_id,)
-            ) as cursor:
-                row = await cursor.fetchone()
-        return None if row is None else Marker(change_id, row[0])
+            rows = await self._fetch(f"SELECT execution_id FROM {MARKER_TABLE} WHERE change_id = ?", (change_id,))
+        return Marker(change_id, rows[0][0]) if rows else None
 
     async def delete_marker(self, change_id: str) -> None:
         with translate_errors("deleting the marker"):
             if await self._has_marker_table():
-                await self.connection.execute(f"DELETE FROM {MARKER_TABLE} WHERE change_id = ?", (change_id,))
+                await self._write(f"DELETE FROM {MARKER_TABLE} WHERE change_id = ?", (change_id,))
