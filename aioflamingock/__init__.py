@@ -17,6 +17,7 @@ from ._errors import (
     RunError,
     StoreError,
     StoreUnavailableError,
+    TransactionAbortedError,
     TransactionOutcomeUnknownError,
 )
 from ._events import Event, EventKind, Listener
@@ -87,6 +88,7 @@ __all__ = [
     "StoreUnavailableError",
     "TargetSystem",
     "Transaction",
+    "TransactionAbortedError",
     "TransactionOutcomeUnknownError",
     "TransactionalTargetSystem",
     "TxStrategy",

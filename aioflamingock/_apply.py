@@ -13,12 +13,14 @@ import logging
 import socket
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import anyio
+
 from ._change import Change, ChangeSpec
-from ._errors import ConfigurationError, LockLostError, TransactionOutcomeUnknownError
-from ._interfaces import AuditStore, TargetSystem, TransactionalTargetSystem
+from ._errors import ConfigurationError, LockLostError, TransactionAbortedError, TransactionOutcomeUnknownError
+from ._interfaces import AuditStore, TargetSystem, Transaction, TransactionalTargetSystem
 from ._model import AuditEntry, AuditState, ChangeOutcome, ChangeResult, Fence, Marker, TxStrategy, utc_now
 from ._redact import redact
 
@@ -27,6 +29,8 @@ __all__ = ["Applier"]
 logger = logging.getLogger(__name__)
 
 _MAX_ERROR_TRACE = 16_000
+_TRANSACTION_ATTEMPTS = 3
+_RETRY_BACKOFF_SECONDS = 0.05
 _HOSTNAME = socket.gethostname()
 
 
@@ -131,13 +135,31 @@ class Applier:
         outcome = ChangeOutcome.APPLIED if error is None else ChangeOutcome.FAILED
         return ChangeResult(spec.id, outcome, time.monotonic() - started, error, rollback)
 
+    async def _in_transaction(
+        self, target: TransactionalTargetSystem, work: Callable[[Transaction], Awaitable[None]]
+    ) -> None:
+        """Run `work` in one transaction of `target`, again when the database aborted it (nothing committed)."""
+        for attempt in range(1, _TRANSACTION_ATTEMPTS + 1):
+            try:
+                async with target.transaction() as tx:
+                    await work(tx)
+                return
+            except TransactionAbortedError as exc:
+                if attempt == _TRANSACTION_ATTEMPTS:
+                    raise
+                logger.warning("transaction aborted by the database, running it again: %s", redact(str(exc)))
+                await anyio.sleep(_RETRY_BACKOFF_SECONDS * attempt)
+
     async def _apply_shared(self, spec: ChangeSpec, started: float) -> BaseException | None:
         target = self._transactional_target(spec)
+
+        async def work(tx: Transaction) -> None:
+            await spec.cls().execute(tx.context)
+            applied = self.entry(spec, AuditState.APPLIED, started=started)
+            await self._store.append_in_transaction(tx, applied, fence=self._fence)
+
         try:
-            async with target.transaction() as tx:
-                await spec.cls().execute(tx.context)
-                applied = self.entry(spec, AuditState.APPLIED, started=started)
-                await self._store.append_in_transaction(tx, applied, fence=self._fence)
+            await self._in_transaction(target, work)
         except (LockLostError, TransactionOutcomeUnknownError):
             raise
         except Exception as exc:
@@ -148,12 +170,15 @@ class Applier:
     async def _apply_with_marker(self, spec: ChangeSpec, started: float) -> BaseException | None:
         target = self._transactional_target(spec)
         await self._append(self.entry(spec, AuditState.STARTED))
+
+        async def work(tx: Transaction) -> None:
+            await spec.cls().execute(tx.context)
+            await target.write_marker(tx, Marker(spec.id, self.execution_id))
+            # This commit is not fenced by the store: don't make it if our lease may have ended.
+            self._lease_check()
+
         try:
-            async with target.transaction() as tx:
-                await spec.cls().execute(tx.context)
-                await target.write_marker(tx, Marker(spec.id, self.execution_id))
-                # This commit is not fenced by the store: don't make it if our lease may have ended.
-                self._lease_check()
+            await self._in_transaction(target, work)
         except (LockLostError, TransactionOutcomeUnknownError):
             raise
         except Exception as exc:
@@ -235,12 +260,15 @@ class Applier:
 
     async def _undo_in_transaction(self, spec: ChangeSpec, started: float, strategy: TxStrategy) -> None:
         target = self._transactional_target(spec)
-        async with target.transaction() as tx:
+
+        async def work(tx: Transaction) -> None:
             await spec.cls().rollback(tx.context)
             self._lease_check()
             if strategy is TxStrategy.TX_AUDIT_STORE_SHARED:
                 entry = self.entry(spec, AuditState.ROLLED_BACK, method="rollback", started=started)
                 await self._store.append_in_transaction(tx, entry, fence=self._fence)
+
+        await self._in_transaction(target, work)
         if strategy is TxStrategy.TX_AUDIT_STORE_SYNC:
             await self._append(self.entry(spec, AuditState.ROLLED_BACK, method="rollback", started=started))
 

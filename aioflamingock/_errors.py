@@ -15,6 +15,7 @@ FlamingockError
 │   └── LockLostError                the lease ended or was taken while we worked; nothing more was recorded
 └── StoreError                       the audit store or a target system failed (driver error chained)
     ├── StoreUnavailableError        a transient failure: busy, unreachable; safe to retry
+    │   └── TransactionAbortedError  the database aborted a transaction (write conflict); nothing committed
     └── TransactionOutcomeUnknownError   a commit may or may not have happened
 ```
 """
@@ -41,6 +42,7 @@ __all__ = [
     "RunError",
     "StoreError",
     "StoreUnavailableError",
+    "TransactionAbortedError",
     "TransactionOutcomeUnknownError",
 ]
 
@@ -134,6 +136,11 @@ class StoreError(FlamingockError):
 
 class StoreUnavailableError(StoreError):
     """A transient failure (busy, unreachable, timed out): retrying later may succeed."""
+
+
+class TransactionAbortedError(StoreUnavailableError):
+    """The database aborted a transaction (a write conflict, a failover): nothing of it was committed, and the
+    engine runs it again, `execute` included, a few times before giving up."""
 
 
 class TransactionOutcomeUnknownError(StoreError):

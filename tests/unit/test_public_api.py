@@ -66,6 +66,7 @@ EXPECTED_PUBLIC_NAMES = {
     "RunError",
     "StoreError",
     "StoreUnavailableError",
+    "TransactionAbortedError",
     "TransactionOutcomeUnknownError",
 }
 
