@@ -158,6 +158,17 @@ class Applier:
             applied = self.entry(spec, AuditState.APPLIED, started=started)
             await self._store.append_in_transaction(tx, applied, fence=self._fence)
 
+        return await self._transact_or_record_failure(spec, started, target, work)
+
+    async def _transact_or_record_failure(
+        self,
+        spec: ChangeSpec,
+        started: float,
+        target: TransactionalTargetSystem,
+        work: Callable[[Transaction], Awaitable[None]],
+    ) -> BaseException | None:
+        """Run the change's transaction. Its failure (nothing committed) is recorded FAILED and returned; a lost
+        lock or an unknown commit outcome is raised, and recorded nothing."""
         try:
             await self._in_transaction(target, work)
         except (LockLostError, TransactionOutcomeUnknownError):
@@ -177,13 +188,9 @@ class Applier:
             # This commit is not fenced by the store: don't make it if our lease may have ended.
             self._lease_check()
 
-        try:
-            await self._in_transaction(target, work)
-        except (LockLostError, TransactionOutcomeUnknownError):
-            raise
-        except Exception as exc:
-            await self._record_failure(spec, started, exc)
-            return exc
+        error = await self._transact_or_record_failure(spec, started, target, work)
+        if error is not None:
+            return error
         await self._append(self.entry(spec, AuditState.APPLIED, started=started))
         await self._delete_marker(target, spec)
         return None
