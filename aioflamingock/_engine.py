@@ -331,9 +331,9 @@ class Flamingock:
             if action is PlannedAction.SKIP:
                 results.append(ChangeResult(spec.id, ChangeOutcome.ALREADY_APPLIED))
                 continue
-            if action in (PlannedAction.MANUAL_INTERVENTION, PlannedAction.BLOCKED):
+            if action is PlannedAction.MANUAL_INTERVENTION:  # every later change is BLOCKED: never reached
                 results.append(ChangeResult(spec.id, ChangeOutcome.NEEDS_MANUAL_INTERVENTION))
-                self._stop_for_issue((spec, action, reason, entry))
+                self._stop_for_issue(spec, reason, entry)
             await notify(self._listeners, Event(EventKind.CHANGE_STARTED, applier.execution_id, spec.id))
             if action is PlannedAction.RECOVER:
                 assert entry is not None
@@ -350,8 +350,7 @@ class Flamingock:
                 ) from result.error
 
     @staticmethod
-    def _stop_for_issue(item: tuple[ChangeSpec, PlannedAction, str, AuditEntry | None]) -> NoReturn:
-        spec, _, reason, entry = item
+    def _stop_for_issue(spec: ChangeSpec, reason: str, entry: AuditEntry | None) -> NoReturn:
         state = entry.state.value if entry is not None else "?"
         raise ManualInterventionRequiredError(
             f"change {spec.id!r} needs manual intervention: its state is {state}, {reason}", spec.id
