@@ -461,6 +461,6 @@ class Flamingock:
             return await self.audit_store.lock.read(self.service)
 
     async def force_unlock(self) -> bool:
-        """Delete the service's lock whoever holds it. Only for a holder known to be dead."""
+        """Free the service's lock whoever holds it. Only for a holder known to be dead."""
         async with self._session():
             return await self.audit_store.lock.force_release(self.service)

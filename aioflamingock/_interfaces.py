@@ -126,7 +126,8 @@ class Lock(ABC):
 
     @abstractmethod
     async def release(self, lease: LockLease) -> bool:
-        """Delete the record if it is still ours; `False` if it was not."""
+        """Free the lock if it is still ours (delete the record, or mark it released where the record must
+        keep counting tokens); `False` if it was not ours."""
 
     @abstractmethod
     async def read(self, key: str) -> LockInfo | None:
@@ -134,7 +135,7 @@ class Lock(ABC):
 
     @abstractmethod
     async def force_release(self, key: str) -> bool:
-        """Delete the record whoever holds it (operator's `unlock --force`)."""
+        """Free the lock whoever holds it (operator's `unlock --force`); `False` if nobody held it."""
 
 
 class AuditStore(Resource, ABC):

@@ -1,0 +1,212 @@
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._errors import ConfigurationError, LockLostError, TransactionAbortedError
+from .._interfaces import AuditStore, TargetSystem, Transaction
+from .._model import AuditEntry, Fence
+from .._redact import redact
+from ._errors import translate_errors
+from ._lock import MongoDBLock, fence_filter
+from ._target import (
+    CLEANUP_SECONDS,
+    MongoDBTargetSystem,
+    MongoDBTransaction,
+    aggregate,
+    check_collection_name,
+    close_cursor,
+)
+
+if TYPE_CHECKING:
+    from pymongo.asynchronous.client_session import AsyncClientSession
+
+__all__ = ["AUDIT_INDEXES", "DEFAULT_AUDIT_COLLECTION", "DEFAULT_LOCK_COLLECTION", "MongoDBAuditStore"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_AUDIT_COLLECTION = "flamingockAuditLog"
+DEFAULT_LOCK_COLLECTION = "flamingockLock"
+AUDIT_INDEXES: dict[str, list[tuple[str, int]]] = {
+    "changeId_1_seq_-1": [("changeId", 1), ("seq", -1)],  # the newest entry of each change
+    "seq_1": [("seq", 1)],  # history, oldest first
+}
+_APPEND_ATTEMPTS = 3
+_APPEND_BACKOFF_SECONDS = 0.02
+_NOT_STORED = ("_id", "seq")
+
+
+def _document(entry: AuditEntry) -> dict[str, Any]:
+    """Flamingock's field names; enums as their values; `createdAt` stays a datetime (a BSON date)."""
+    data = entry.model_dump(by_alias=True)
+    return {k: v.value if isinstance(v, enum.Enum) else v for k, v in data.items()}
+
+
+def _entry(document: dict[str, Any]) -> AuditEntry:
+    return AuditEntry.from_document({k: v for k, v in document.items() if k not in _NOT_STORED})
+
+
+def _shell_keys(keys: list[tuple[str, int]]) -> str:
+    return "{" + ", ".join(f"{field}: {direction}" for field, direction in keys) + "}"
+
+
+class MongoDBAuditStore(AuditStore):
+    """Audit log and lock in two collections of the target's database, on the target's client.
+
+    Every append is a transaction that increments `seq` on the lock's fence document, conditional on our owner
+    and token, and inserts the entry with that `seq`; a transactional change on the same database takes the
+    shared-transaction path.
+    """
+
+    def __init__(
+        self,
+        *,
+        target: MongoDBTargetSystem,
+        audit_collection: str = DEFAULT_AUDIT_COLLECTION,
+        lock_collection: str = DEFAULT_LOCK_COLLECTION,
+        create_indexes: bool = True,
+    ) -> None:
+        if not isinstance(target, MongoDBTargetSystem):
+            raise ConfigurationError([f"MongoDBAuditStore needs a MongoDBTargetSystem, got {type(target).__name__}"])
+        self.target = target
+        self.audit_collection = check_collection_name("audit_collection", audit_collection)
+        self.lock_collection = check_collection_name("lock_collection", lock_collection)
+        if self.audit_collection == self.lock_collection:
+            raise ConfigurationError([f"audit_collection and lock_collection are both {audit_collection!r}"])
+        self.create_indexes = create_indexes
+        self._audit = target.collection(self.audit_collection)
+        self._locks = target.collection(self.lock_collection)
+        self._lock = MongoDBLock(self._locks)
+
+    @classmethod
+    def from_target(
+        cls,
+        target: MongoDBTargetSystem,
+        *,
+        audit_collection: str = DEFAULT_AUDIT_COLLECTION,
+        lock_collection: str = DEFAULT_LOCK_COLLECTION,
+        create_indexes: bool = True,
+    ) -> MongoDBAuditStore:
+        """The store in `target`'s database, on its client. With `create_indexes=False` the store only checks
+        that its indexes exist (for accounts without the right to create them)."""
+        return cls(
+            target=target,
+            audit_collection=audit_collection,
+            lock_collection=lock_collection,
+            create_indexes=create_indexes,
+        )
+
+    def describe(self) -> str:
+        return f"MongoDBAuditStore(database={self.target.database!r}, audit_collection={self.audit_collection!r})"
+
+    @property
+    def lock(self) -> MongoDBLock:
+        return self._lock
+
+    async def _open(self) -> None:
+        await self.target.open()
+        try:
+            await self._check_indexes()
+        except BaseException:
+            await self.target.close()
+            raise
+
+    async def _close(self) -> None:
+        await self.target.close()
+
+    async def _check_indexes(self) -> None:
+        """One read when the indexes are there (every start-up but the first); the missing ones otherwise.
+        Creating an index also creates the collection, which must exist before a transaction inserts in it."""
+        with translate_errors(f"reading the indexes of {self.audit_collection!r}"):
+            present = [info["key"] for info in (await self._audit.index_information()).values()]
+        missing = {name: keys for name, keys in AUDIT_INDEXES.items() if keys not in present}
+        if missing and not self.create_indexes:
+            raise ConfigurationError([self._missing_index(keys) for keys in missing.values()])
+        for name, keys in missing.items():
+            with translate_errors(f"creating the index {name!r} on {self.audit_collection!r}"):
+                await self._audit.create_index(keys, name=name)
+
+    def _missing_index(self, keys: list[tuple[str, int]]) -> str:
+        return (
+            f"the index {_shell_keys(keys)} on collection {self.audit_collection!r} of database "
+            f"{self.target.database!r} is missing: create it with "
+            f"`db.{self.audit_collection}.createIndex({_shell_keys(keys)})`, or open the store once with "
+            "create_indexes=True"
+        )
+
+    # -- writing ------------------------------------------------------------------------------------------------
+
+    async def append(self, entry: AuditEntry, *, fence: Fence) -> None:
+        """A transaction of its own: the fence and the insert. A write conflict (a takeover landing in between)
+        aborts it with nothing written; it is then run again, and the takeover shows as `LockLostError`."""
+        for attempt in range(1, _APPEND_ATTEMPTS + 1):
+            try:
+                async with self.target.transaction() as tx:
+                    await self._append_in(tx, entry, fence)
+                return
+            except TransactionAbortedError as exc:
+                if attempt == _APPEND_ATTEMPTS:
+                    raise
+                logger.debug("audit append aborted by the database, again: %s", redact(str(exc)))
+                await anyio.sleep(_APPEND_BACKOFF_SECONDS * attempt)
+
+    def shares_transactions_with(self, target: TargetSystem) -> bool:
+        return target is self.target or self.target.same_database(target)
+
+    async def append_in_transaction(self, tx: Transaction, entry: AuditEntry, *, fence: Fence) -> None:
+        await self._append_in(tx, entry, fence)
+
+    async def _append_in(self, tx: Transaction, entry: AuditEntry, fence: Fence) -> None:
+        """Two statements in `tx`: `$inc seq` on the fence document, then the insert with that `seq`.
+
+        The increment is a real write, so a new holder moving the fence before our commit conflicts with it and
+        one of the two aborts; a read alone would not (write skew)."""
+        from pymongo import ReturnDocument
+
+        assert isinstance(tx, MongoDBTransaction) and tx.context.session is not None
+        session: AsyncClientSession = tx.context.session
+        what = f"recording {entry.state.value} of {entry.change_id!r}"
+        with translate_errors(what):
+            lock = await self._locks.find_one_and_update(
+                fence_filter(fence.key, fence.owner, fence.token),
+                {"$inc": {"seq": 1}},
+                projection={"seq": True},
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+        if lock is None:
+            raise LockLostError(
+                f"{entry.state.value} of {entry.change_id!r} not recorded: lock {fence.key!r} is no longer held "
+                f"by {fence.owner!r} with token {fence.token}"
+            )
+        with translate_errors(what):
+            await self._audit.insert_one({**_document(entry), "seq": lock["seq"]}, session=session)
+
+    # -- reading ------------------------------------------------------------------------------------------------
+
+    async def current_states(self, change_ids: Iterable[str] | None = None) -> dict[str, AuditEntry]:
+        pipeline: list[dict[str, Any]] = []
+        if change_ids is not None:
+            pipeline.append({"$match": {"changeId": {"$in": list(change_ids)}}})
+        pipeline += [
+            {"$sort": {"changeId": 1, "seq": -1}},
+            {"$group": {"_id": "$changeId", "doc": {"$first": "$$ROOT"}}},
+        ]
+        with translate_errors("reading the current states"):
+            groups = await aggregate(self._audit, pipeline)
+        return {str(group["_id"]): _entry(group["doc"]) for group in groups}
+
+    async def history(self) -> AsyncIterator[AuditEntry]:
+        """Oldest first, streamed in the driver's batches."""
+        cursor = self._audit.find({}, sort=[("seq", 1), ("_id", 1)])
+        try:
+            with translate_errors("reading the history"):
+                async for document in cursor:
+                    yield _entry(document)
+        finally:
+            with anyio.move_on_after(CLEANUP_SECONDS, shield=True):
+                await close_cursor(cursor)
