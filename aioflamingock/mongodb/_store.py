@@ -38,6 +38,8 @@ AUDIT_INDEXES: dict[str, list[tuple[str, int]]] = {
 _APPEND_ATTEMPTS = 3
 _APPEND_BACKOFF_SECONDS = 0.02
 _NOT_STORED = ("_id", "seq")
+_MATCH_AT_MOST = 100
+_ONE_BATCH = 1_000_000  # documents; the server also stops a batch at 16 MB
 
 
 def _document(entry: AuditEntry) -> dict[str, Any]:
@@ -189,16 +191,20 @@ class MongoDBAuditStore(AuditStore):
     # -- reading ------------------------------------------------------------------------------------------------
 
     async def current_states(self, change_ids: Iterable[str] | None = None) -> dict[str, AuditEntry]:
+        """One aggregation, answered in one batch (up to the server's 16 MB reply). A few ids are matched on the
+        server; a whole run's worth are filtered here, so the command stays small whatever the number of
+        changes."""
+        wanted = None if change_ids is None else set(change_ids)
         pipeline: list[dict[str, Any]] = []
-        if change_ids is not None:
-            pipeline.append({"$match": {"changeId": {"$in": list(change_ids)}}})
+        if wanted is not None and len(wanted) <= _MATCH_AT_MOST:
+            pipeline.append({"$match": {"changeId": {"$in": sorted(wanted)}}})
         pipeline += [
             {"$sort": {"changeId": 1, "seq": -1}},
             {"$group": {"_id": "$changeId", "doc": {"$first": "$$ROOT"}}},
         ]
         with translate_errors("reading the current states"):
-            groups = await aggregate(self._audit, pipeline)
-        return {str(group["_id"]): _entry(group["doc"]) for group in groups}
+            groups = await aggregate(self._audit, pipeline, batchSize=_ONE_BATCH)
+        return {str(group["_id"]): _entry(group["doc"]) for group in groups if wanted is None or group["_id"] in wanted}
 
     async def history(self) -> AsyncIterator[AuditEntry]:
         """Oldest first, streamed in the driver's batches."""
