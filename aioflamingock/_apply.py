@@ -29,8 +29,8 @@ __all__ = ["Applier"]
 logger = logging.getLogger(__name__)
 
 _MAX_ERROR_TRACE = 16_000
-_TRANSACTION_ATTEMPTS = 3
-_RETRY_BACKOFF_SECONDS = 0.05
+_FIRST_RETRY_PAUSE = 0.05
+_MAX_RETRY_PAUSE = 1.0
 _HOSTNAME = socket.gethostname()
 
 
@@ -138,17 +138,21 @@ class Applier:
     async def _in_transaction(
         self, target: TransactionalTargetSystem, work: Callable[[Transaction], Awaitable[None]]
     ) -> None:
-        """Run `work` in one transaction of `target`, again when the database aborted it (nothing committed)."""
-        for attempt in range(1, _TRANSACTION_ATTEMPTS + 1):
+        """Run `work` in one transaction of `target`, again when the database aborted it (nothing committed),
+        with a growing pause, until `target.transaction_retry_seconds` would be exceeded."""
+        deadline = time.monotonic() + target.transaction_retry_seconds
+        pause = _FIRST_RETRY_PAUSE
+        while True:
             try:
                 async with target.transaction() as tx:
                     await work(tx)
                 return
             except TransactionAbortedError as exc:
-                if attempt == _TRANSACTION_ATTEMPTS:
+                if time.monotonic() + pause > deadline:
                     raise
                 logger.warning("transaction aborted by the database, running it again: %s", redact(str(exc)))
-                await anyio.sleep(_RETRY_BACKOFF_SECONDS * attempt)
+                await anyio.sleep(pause)
+                pause = min(pause * 2, _MAX_RETRY_PAUSE)
 
     async def _apply_shared(self, spec: ChangeSpec, started: float) -> BaseException | None:
         target = self._transactional_target(spec)

@@ -94,6 +94,10 @@ class TransactionalTargetSystem(TargetSystem, ABC):
     separate-transaction path."""
 
     transactional = True
+    transaction_retry_seconds: float = 60.0
+    """How long the engine keeps running a transaction again while the database aborts it
+    (`TransactionAbortedError`), as MongoDB's own `with_transaction` does. A transaction left open by a crashed
+    process can hold documents until the server reaps it (MongoDB: after 60 s)."""
 
     @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:

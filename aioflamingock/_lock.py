@@ -139,7 +139,9 @@ class LockKeeper:
                 return None
             self._valid_until = sent + self._options.lease_seconds
             return None
-        return TimeoutError("the store did not confirm a renewal before our lease ended")
+        return TimeoutError(
+            "the audit store did not answer a renewal before our lease ended: it may be unreachable or overloaded"
+        )
 
     async def _release(self) -> None:
         if self._lease is None or self._lost is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -89,7 +90,7 @@ class InsertRow(Change):
         await ctx.connection.execute("INSERT INTO t VALUES (1)")
 
 
-@pytest.mark.parametrize("aborts", [1, 2])
+@pytest.mark.parametrize("aborts", [1, 2, 5])
 async def test_a_transaction_the_database_aborted_is_run_again_and_applied_once(tmp_path: Path, aborts: int) -> None:
     InsertRow.executions = 0
     db = AbortingTarget("app", path=str(tmp_path / "app.db"))
@@ -107,13 +108,16 @@ async def test_a_transaction_the_database_aborted_is_run_again_and_applied_once(
 async def test_a_transaction_aborted_every_time_fails_the_change_with_nothing_committed(tmp_path: Path) -> None:
     InsertRow.executions = 0
     db = AbortingTarget("app", path=str(tmp_path / "app.db"))
-    db.aborts = 10
+    db.aborts = 1_000
+    db.transaction_retry_seconds = 0.5  # pauses of 0.05, 0.1, 0.2 s fit; the next one, 0.4 s, would not
     fl = Flamingock(audit_store=SQLiteAuditStore.from_target(db), target_systems=[db], changes=[InsertRow])
     async with fl:
+        started = time.monotonic()
         with pytest.raises(ChangeFailedError) as caught:
             await fl.run()
+        assert time.monotonic() - started < 5
         assert isinstance(caught.value.__cause__, TransactionAbortedError)
-        assert InsertRow.executions == 3
+        assert InsertRow.executions >= 3
         entries = [e async for e in fl.history()]
         assert [(e.state, e.transaction_flag) for e in entries] == [(AuditState.FAILED, True)]
         async with db.connection.execute("SELECT count(*) FROM sqlite_master WHERE name = 't'") as cursor:
