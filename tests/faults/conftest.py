@@ -114,46 +114,28 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.01)
 
 
-class Faults:
-    """Two database files, an effects file and a signal folder in `tmp_path`, and the processes using them."""
+class Processes:
+    """An effects file and a signal folder in `tmp_path`, and the app processes that use them: what the SQLite and
+    the MongoDB fault tests share."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp = tmp_path
-        self.audit_db = tmp_path / "audit.db"
-        self.app_db = tmp_path / "app.db"
         self.effects_file = tmp_path / "effects.txt"
         self.signals = tmp_path / "signals"
         self.signals.mkdir()
         self.apps: list[App] = []
 
-    # -- processes ----------------------------------------------------------------------------------------------
-
-    def start(
-        self,
-        *,
-        hang: str | None = None,
-        nontx_recovery: str = "manual",
-        copies: int = 1,
-        delay: float = 0.0,
-        block: float = 0.0,
-        lease: float = LEASE_SECONDS,
-        busy_timeout: float | None = None,
-    ) -> App:
+    def launch(self, script: Path, args: list[str]) -> App:
         n = len(self.apps)
-        args = [
-            *("--audit", str(self.audit_db), "--target", str(self.app_db)),
-            *("--effects", str(self.effects_file), "--signals", str(self.signals)),
-            *("--copies", str(copies), "--nontx-recovery", nontx_recovery),
-            *("--delay", str(delay), "--block", str(block), "--lease", str(lease)),
-            *(("--hang", hang) if hang else ()),
-            *(("--busy-timeout", str(busy_timeout)) if busy_timeout is not None else ()),
-        ]
         out, err = self.tmp / f"app-{n}.out", self.tmp / f"app-{n}.err"
         with out.open("wb") as stdout, err.open("wb") as stderr:
-            popen = subprocess.Popen([sys.executable, str(APP), *args], cwd=ROOT, stdout=stdout, stderr=stderr)
+            popen = subprocess.Popen([sys.executable, str(script), *args], cwd=ROOT, stdout=stdout, stderr=stderr)
         app = App(popen, out, err)
         self.apps.append(app)
         return app
+
+    def start(self, **options: Any) -> App:
+        raise NotImplementedError
 
     def run(self, **options: Any) -> Exited:
         return self.start(**options).wait()
@@ -172,6 +154,56 @@ class Faults:
         assert int(pid) == app.pid
         ready.unlink()
         return execution_id
+
+    def go(self, change_id: str) -> None:
+        (self.signals / f"{change_id}.go").touch()
+
+    def cleanup(self) -> None:
+        for app in self.apps:
+            if app.running():
+                app.kill()  # SIGKILL ends a stopped process too
+
+    def effects(self) -> Counter[str]:
+        """How many times each change's `execute` started, over every process."""
+        if not self.effects_file.exists():
+            return Counter()
+        return Counter(line.split()[0] for line in self.effects_file.read_text().splitlines())
+
+    def effect_executions(self, change_id: str) -> list[str]:
+        lines = self.effects_file.read_text().splitlines() if self.effects_file.exists() else []
+        return [line.split()[1] for line in lines if line.split()[0] == change_id]
+
+
+class Faults(Processes):
+    """Two database files, an effects file and a signal folder in `tmp_path`, and the processes using them."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__(tmp_path)
+        self.audit_db = tmp_path / "audit.db"
+        self.app_db = tmp_path / "app.db"
+
+    # -- processes ----------------------------------------------------------------------------------------------
+
+    def start(
+        self,
+        *,
+        hang: str | None = None,
+        nontx_recovery: str = "manual",
+        copies: int = 1,
+        delay: float = 0.0,
+        block: float = 0.0,
+        lease: float = LEASE_SECONDS,
+        busy_timeout: float | None = None,
+    ) -> App:
+        args = [
+            *("--audit", str(self.audit_db), "--target", str(self.app_db)),
+            *("--effects", str(self.effects_file), "--signals", str(self.signals)),
+            *("--copies", str(copies), "--nontx-recovery", nontx_recovery),
+            *("--delay", str(delay), "--block", str(block), "--lease", str(lease)),
+            *(("--hang", hang) if hang else ()),
+            *(("--busy-timeout", str(busy_timeout)) if busy_timeout is not None else ()),
+        ]
+        return self.launch(APP, args)
 
     def wait_started(self, app: App) -> None:
         """Wait until `app`'s run has started; it reads the audit right after."""
@@ -201,25 +233,7 @@ class Faults:
             app.cont()
             time.sleep(0.01)
 
-    def go(self, change_id: str) -> None:
-        (self.signals / f"{change_id}.go").touch()
-
-    def cleanup(self) -> None:
-        for app in self.apps:
-            if app.running():
-                app.kill()  # SIGKILL ends a stopped process too
-
     # -- what the processes left behind --------------------------------------------------------------------------
-
-    def effects(self) -> Counter[str]:
-        """How many times each change's `execute` started, over every process."""
-        if not self.effects_file.exists():
-            return Counter()
-        return Counter(line.split()[0] for line in self.effects_file.read_text().splitlines())
-
-    def effect_executions(self, change_id: str) -> list[str]:
-        lines = self.effects_file.read_text().splitlines() if self.effects_file.exists() else []
-        return [line.split()[1] for line in lines if line.split()[0] == change_id]
 
     def _query(self, db: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         if not db.exists():

@@ -9,11 +9,8 @@ turns a missing server into a failure, as in `tests/servers.py`.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +25,8 @@ from .conftest import (
     EXIT_MANUAL_INTERVENTION,
     EXIT_OK,
     LEASE_SECONDS,
-    ROOT,
-    START_TIMEOUT,
     App,
-    Exited,
+    Processes,
     wait_until,
 )
 
@@ -101,21 +96,17 @@ class Entry:
     metadata: dict[str, object]
 
 
-class Harness:
+class Harness(Processes):
     """Two databases on one server, an effects file and a signal folder in `tmp_path`, and the processes."""
 
     def __init__(self, tmp_path: Path, server: MongoServer) -> None:
         from pymongo import MongoClient
 
-        self.tmp = tmp_path
+        super().__init__(tmp_path)
         self.server = server
         suffix = uuid.uuid4().hex[:12]
         self.store_db = f"faults_store_{suffix}"
         self.app_db = f"faults_app_{suffix}"
-        self.effects_file = tmp_path / "effects.txt"
-        self.signals = tmp_path / "signals"
-        self.signals.mkdir()
-        self.apps: list[App] = []
         self.client: MongoClient[dict[str, Any]] = MongoClient(server.uri, serverSelectionTimeoutMS=10_000)
 
     # -- processes ----------------------------------------------------------------------------------------------
@@ -130,7 +121,6 @@ class Harness:
         app_name: str = "aioflamingock-faults",
         server_selection_ms: int = 10_000,
     ) -> App:
-        n = len(self.apps)
         args = [
             *("--uri", self.server.uri, "--store-db", self.store_db, "--target-db", self.app_db),
             *("--effects", str(self.effects_file), "--signals", str(self.signals)),
@@ -139,33 +129,7 @@ class Harness:
             *("--app-name", app_name),
             *(("--hang", hang) if hang else ()),
         ]
-        out, err = self.tmp / f"app-{n}.out", self.tmp / f"app-{n}.err"
-        with out.open("wb") as stdout, err.open("wb") as stderr:
-            popen = subprocess.Popen([sys.executable, str(APP), *args], cwd=ROOT, stdout=stdout, stderr=stderr)
-        app = App(popen, out, err)
-        self.apps.append(app)
-        return app
-
-    def run(self, **options: Any) -> Exited:
-        return self.start(**options).wait()
-
-    def wait_ready(self, app: App, change_id: str) -> str:
-        """Wait until `change_id` is parked inside `app`; return the execution id of `app`'s run."""
-        ready = self.signals / f"{change_id}.ready"
-
-        def parked() -> bool:
-            if not app.running() and not ready.exists():
-                raise AssertionError(f"process {app.pid} exited before {change_id} was ready\n{app.output()}")
-            return ready.exists()
-
-        wait_until(parked, START_TIMEOUT, f"{change_id} to be ready")
-        execution_id, pid = ready.read_text().split()
-        assert int(pid) == app.pid
-        ready.unlink()
-        return execution_id
-
-    def go(self, change_id: str) -> None:
-        (self.signals / f"{change_id}.go").touch()
+        return self.launch(APP, args)
 
     def reap_abandoned(self) -> None:
         """Call right after a SIGKILL: make sure the server will drop what the dead process's open transaction
@@ -176,9 +140,7 @@ class Harness:
             time.sleep(TRANSACTION_LIFETIME_SECONDS + 0.1)
 
     def cleanup(self) -> None:
-        for app in self.apps:
-            if app.running():
-                app.kill()
+        super().cleanup()
         from pymongo.errors import PyMongoError
 
         try:
@@ -189,15 +151,6 @@ class Harness:
         self.client.close()
 
     # -- what the processes left behind --------------------------------------------------------------------------
-
-    def effects(self) -> Counter[str]:
-        if not self.effects_file.exists():
-            return Counter()
-        return Counter(line.split()[0] for line in self.effects_file.read_text().splitlines())
-
-    def effect_executions(self, change_id: str) -> list[str]:
-        lines = self.effects_file.read_text().splitlines() if self.effects_file.exists() else []
-        return [line.split()[1] for line in lines if line.split()[0] == change_id]
 
     def audit(self, change_id: str | None = None) -> list[Entry]:
         query = {} if change_id is None else {"changeId": change_id}
