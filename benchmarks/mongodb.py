@@ -34,10 +34,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from _common import count_call, generate_changes
 from pymongo import AsyncMongoClient, MongoClient, monitoring
 
 import aioflamingock
-from aioflamingock import Change, Flamingock, NonTransactionalContext, NonTransactionalTargetSystem, RunStatus
+from aioflamingock import Change, Flamingock, NonTransactionalTargetSystem, RunStatus
 from aioflamingock.mongodb import MongoDBAuditStore, MongoDBContext, MongoDBTargetSystem
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -86,28 +87,8 @@ async def _insert_doc(self: Change, ctx: MongoDBContext) -> None:
     await ctx.db.bench.insert_one({"n": 1}, session=ctx.session)
 
 
-async def _count(self: Change, ctx: NonTransactionalContext) -> None:
-    ctx["calls"].append(1)
-
-
-def make_changes(count: int, target: str, *, transactional: bool, start: int = 0) -> list[type[Change]]:
-    """`count` change classes, ordered c00000, c00001...; explicit classes need `order` set."""
-    execute = _insert_doc if transactional else _count
-    return [
-        type(
-            f"Bench{i:05d}",
-            (Change,),
-            {
-                "id": f"c{i:05d}",
-                "order": f"{i:05d}",
-                "author": "bench",
-                "target_system": target,
-                "transactional": transactional,
-                "execute": execute,
-            },
-        )
-        for i in range(start, start + count)
-    ]
+def make_changes(count: int, target: str, *, transactional: bool) -> list[type[Change]]:
+    return generate_changes(count, target, _insert_doc if transactional else count_call, transactional=transactional)
 
 
 # -- timing ---------------------------------------------------------------------------------------------------------

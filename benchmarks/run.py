@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+from _common import count_call, generate_changes
 
 import aioflamingock
-from aioflamingock import Change, Flamingock, NonTransactionalContext, NonTransactionalTargetSystem, RunStatus
+from aioflamingock import Change, Flamingock, NonTransactionalTargetSystem, RunStatus
 from aioflamingock.sqlite import SQLiteAuditStore, SQLiteContext, SQLiteTargetSystem
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,28 +45,8 @@ async def _insert_row(self: Change, ctx: SQLiteContext) -> None:
     await ctx.connection.execute("INSERT INTO bench (n) VALUES (1)")
 
 
-async def _count(self: Change, ctx: NonTransactionalContext) -> None:
-    ctx["calls"].append(1)
-
-
 def make_changes(count: int, target: str, *, transactional: bool) -> list[type[Change]]:
-    """`count` change classes, ordered c00000, c00001...; explicit classes need `order` set."""
-    execute = _insert_row if transactional else _count
-    return [
-        type(
-            f"Bench{i:05d}",
-            (Change,),
-            {
-                "id": f"c{i:05d}",
-                "order": f"{i:05d}",
-                "author": "bench",
-                "target_system": target,
-                "transactional": transactional,
-                "execute": execute,
-            },
-        )
-        for i in range(count)
-    ]
+    return generate_changes(count, target, _insert_row if transactional else count_call, transactional=transactional)
 
 
 def create_bench_table(path: Path) -> None:
