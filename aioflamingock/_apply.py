@@ -213,8 +213,12 @@ class Applier:
         await self._append(self.entry(spec, AuditState.APPLIED, started=started))
         return self._result(spec, started, None)
 
+    def _log(self, spec: ChangeSpec) -> dict[str, str]:
+        """Fields for structured log handlers."""
+        return {"service": self._service, "execution_id": self.execution_id, "change_id": spec.id}
+
     async def _record_failure(self, spec: ChangeSpec, started: float, exc: BaseException) -> None:
-        logger.error("change %r failed: %s", spec.id, redact(f"{type(exc).__name__}: {exc}"))
+        logger.error("change %r failed: %s", spec.id, redact(f"{type(exc).__name__}: {exc}"), extra=self._log(spec))
         await self._append(self.entry(spec, AuditState.FAILED, started=started, error=exc))
 
     async def _rollback_after_failure(self, spec: ChangeSpec, change: Change, target: TargetSystem) -> AuditState:
@@ -223,7 +227,8 @@ class Applier:
             async with target.context() as ctx:
                 await change.rollback(ctx)
         except Exception as exc:
-            logger.error("rollback of change %r failed: %s", spec.id, redact(f"{type(exc).__name__}: {exc}"))
+            error = redact(f"{type(exc).__name__}: {exc}")
+            logger.error("rollback of change %r failed: %s", spec.id, error, extra=self._log(spec))
             state = AuditState.ROLLBACK_FAILED
             await self._append(self.entry(spec, state, method="rollback", started=started, error=exc))
             return state

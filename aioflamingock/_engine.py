@@ -10,10 +10,13 @@ import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
 from typing import Any, Literal, NoReturn, Self, TypeVar
 
+import anyio
+
+from . import _tracing
 from ._apply import Applier
 from ._change import ChangeSpec
 from ._discovery import ChangeSource, load_changes
@@ -37,7 +40,9 @@ from ._model import (
     ChangeIssue,
     ChangeOutcome,
     ChangeResult,
+    DoctorCheck,
     Fence,
+    Health,
     LockInfo,
     LockOptions,
     PlannedAction,
@@ -70,6 +75,13 @@ class _State(enum.Enum):
 
 
 _Plan = list[tuple[ChangeSpec, PlannedAction, str, AuditEntry | None]]
+
+
+def _live_execution(info: LockInfo | None) -> str | None:
+    """The execution id of the run holding the lock right now (owners are `host/pid/executionId`), if any."""
+    if info is None or info.remaining_seconds <= 0:
+        return None
+    return info.owner.rsplit("/", 1)[-1]
 
 
 def _env_disabled() -> bool:
@@ -109,6 +121,7 @@ class Flamingock:
         self.enabled = enabled
         self._sources: list[ChangeSource] = [changes] if isinstance(changes, str | type) else list(changes)
         self._listeners = list(listeners)
+        self._log = {"service": self.service}
         self._specs: list[ChangeSpec] | None = None
         self._state = _State.NEW
 
@@ -122,6 +135,10 @@ class Flamingock:
                 raise ConfigurationError([f"target_systems: two target systems have the id {target.id!r}"])
             indexed[target.id] = target
         return indexed
+
+    def add_listener(self, listener: Listener) -> None:
+        """Also send every event to `listener` (a progress display, metrics)."""
+        self._listeners.append(listener)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -251,12 +268,105 @@ class Flamingock:
         """The changes that need a human to say whether they ran (`fix`)."""
         specs = self.changes()
         async with self._session():
-            plan = await self._resolve_each(specs)
+            return self._issues(await self._resolve_each(specs), await self._holder())
+
+    async def _holder(self) -> str | None:
+        return _live_execution(await self.audit_store.lock.read(self.service))
+
+    @staticmethod
+    def _issues(plan: _Plan, holder: str | None) -> list[ChangeIssue]:
+        """Changes whose outcome is unknown, except those the lock's live holder is applying right now."""
         return [
             ChangeIssue(spec.id, entry.state, reason, fix_command(spec.id))
             for spec, action, reason, entry in plan
-            if action is PlannedAction.MANUAL_INTERVENTION and entry is not None
+            if action is PlannedAction.MANUAL_INTERVENTION and entry is not None and entry.execution_id != holder
         ]
+
+    # -- probing ------------------------------------------------------------------------------------------------
+
+    async def health(self, *, timeout_seconds: float = 5.0) -> Health:
+        """For a readiness probe: whether the audit store answers within `timeout_seconds` and no change needs
+        manual intervention. Reads the audit (and markers) once; takes no lock, writes nothing, and reports a
+        store failure in the result instead of raising. Invalid changes still raise `ConfigurationError`."""
+        specs = self.changes()
+        try:
+            with anyio.fail_after(timeout_seconds):
+                async with self._session():
+                    plan = await self._resolve_each(specs)
+                    holder = await self._holder()
+        except TimeoutError:
+            return Health(False, error=f"the audit store did not answer within {timeout_seconds:g} s")
+        except (ConfigurationError, ClosedResourceError):
+            raise
+        except Exception as exc:
+            return Health(False, error=redact(f"{type(exc).__name__}: {exc}"))
+        issues = self._issues(plan, holder)
+        stuck = {i.change_id for i in issues}
+        pending = [s.id for s, action, _, _ in plan if action is not PlannedAction.SKIP and s.id not in stuck]
+        return Health(True, issues, pending)
+
+    async def doctor(self, *, timeout_seconds: float = 10.0) -> list[DoctorCheck]:
+        """Check everything a run needs and say how to fix each problem: the changes load and pass their checks;
+        every target system and the audit store answer; the store's tables or indexes exist and its account has
+        the privileges it needs; who holds the lock; which changes need manual intervention.
+
+        Creates nothing and writes nothing. Never raises for what it finds."""
+        checks: list[DoctorCheck] = []
+        specs: list[ChangeSpec] | None = None
+        try:
+            specs = self.changes()
+            checks.append(DoctorCheck("changes", "load", True, f"{len(specs)} change(s) load and pass every check"))
+        except ConfigurationError as exc:
+            fix = "fix the change as the message says"
+            checks += [DoctorCheck("changes", "load", False, problem, fix) for problem in exc.problems]
+        for resource in self._resources():
+            with anyio.move_on_after(timeout_seconds) as scope:
+                found = await resource.doctor()
+            if scope.cancelled_caught:
+                found = [
+                    DoctorCheck(
+                        resource.subject(),
+                        "reachable",
+                        False,
+                        f"{resource.describe()} did not answer within {timeout_seconds:g} s",
+                        "check that the server is up and reachable from this host",
+                    )
+                ]
+            checks += found
+        store = [c for c in checks if c.subject == self.audit_store.subject()]
+        if all(c.ok for c in store) and any(c.check == "reachable" for c in store):
+            checks += await self._doctor_audit(specs, timeout_seconds)
+        return checks
+
+    async def _doctor_audit(self, specs: list[ChangeSpec] | None, timeout_seconds: float) -> list[DoctorCheck]:
+        """The lock and the changes' states, read through the store as a run would."""
+        checks: list[DoctorCheck] = []
+        try:
+            with anyio.fail_after(timeout_seconds):
+                async with AsyncExitStack() as stack:  # opened without preparing: nothing is created
+                    for resource in self._resources():
+                        await stack.enter_async_context(resource._doctor_resource())
+                    info = await self.audit_store.lock.read(self.service)
+                    plan = await self._resolve_each(specs) if specs is not None else None
+        except Exception as exc:
+            detail = redact(f"{type(exc).__name__}: {exc}")
+            return [DoctorCheck("audit store", "read", False, detail, "fix the problems above, then run doctor again")]
+        if info is None or info.remaining_seconds <= 0:
+            checks.append(DoctorCheck("lock", self.service, True, "free"))
+        else:
+            detail = f"held by {info.owner} for {info.remaining_seconds:.0f} s more (token {info.token})"
+            checks.append(DoctorCheck("lock", self.service, True, detail))
+        if plan is not None:
+            issues = self._issues(plan, _live_execution(info))
+            checks += [
+                DoctorCheck("changes", "issues", False, f"{i.change_id}: {i.state.value}, {i.reason}", i.fix_command)
+                for i in issues
+            ]
+            if not issues:
+                pending = sum(1 for _, action, _, _ in plan if action is not PlannedAction.SKIP)
+                detail = f"none need manual intervention; {pending} pending"
+                checks.append(DoctorCheck("changes", "issues", True, detail))
+        return checks
 
     # -- running ------------------------------------------------------------------------------------------------
 
@@ -294,20 +404,25 @@ class Flamingock:
         execution_id = uuid.uuid4().hex
         started = time.monotonic()
         if not self.enabled or _env_disabled():
-            logger.info("aioflamingock is disabled; no change was looked at")
+            logger.info("aioflamingock is disabled; no change was looked at", extra=self._log)
             return RunReport(execution_id, RunStatus.NO_CHANGES)
         specs = self.changes()
-        async with self._session():
-            await notify(self._listeners, Event(EventKind.RUN_STARTED, execution_id))
-            results: list[ChangeResult] = []
-            try:
-                report = await self._run(specs, execution_id, results, started)
-            except Exception as exc:
-                failed = self._report(execution_id, specs, results, started, RunStatus.FAILED)
-                if isinstance(exc, RunError | LockLostError):
-                    exc.report = failed
-                await self._finish(failed)
-                raise
+        attributes = {"aioflamingock.service": self.service, "aioflamingock.execution_id": execution_id}
+        with _tracing.span("aioflamingock.run", attributes) as span:
+            async with self._session():
+                await notify(self._listeners, Event(EventKind.RUN_STARTED, execution_id))
+                results: list[ChangeResult] = []
+                try:
+                    report = await self._run(specs, execution_id, results, started)
+                except Exception as exc:
+                    failed = self._report(execution_id, specs, results, started, RunStatus.FAILED)
+                    if isinstance(exc, RunError | LockLostError):
+                        exc.report = failed
+                    await self._finish(failed)
+                    raise
+            if span is not None:
+                span.set_attribute("aioflamingock.status", report.status.value)
+                span.set_attribute("aioflamingock.applied", len(report.applied))
         await self._finish(report)
         return report
 
@@ -335,12 +450,28 @@ class Flamingock:
                 results.append(ChangeResult(spec.id, ChangeOutcome.NEEDS_MANUAL_INTERVENTION))
                 self._stop_for_issue(spec, reason, entry)
             await notify(self._listeners, Event(EventKind.CHANGE_STARTED, applier.execution_id, spec.id))
-            if action is PlannedAction.RECOVER:
-                assert entry is not None
-                result = await applier.recover(spec, entry.execution_id)
-            else:
-                logger.info("applying change %r (%s)", spec.id, reason)
-                result = await applier.apply(spec)
+            attributes = {
+                "aioflamingock.change_id": spec.id,
+                "aioflamingock.target_system": spec.target_system,
+                "aioflamingock.action": action.value,
+                "aioflamingock.execution_id": applier.execution_id,
+            }
+            with _tracing.span("aioflamingock.change", attributes) as span:
+                if action is PlannedAction.RECOVER:
+                    assert entry is not None
+                    result = await applier.recover(spec, entry.execution_id)
+                else:
+                    logger.info(
+                        "applying change %r (%s)",
+                        spec.id,
+                        reason,
+                        extra={**self._log, "execution_id": applier.execution_id, "change_id": spec.id},
+                    )
+                    result = await applier.apply(spec)
+                if span is not None:
+                    span.set_attribute("aioflamingock.outcome", result.outcome.value)
+                if result.error is not None:
+                    _tracing.fail(span, result.error)
             results.append(result)
             await notify(self._listeners, Event(EventKind.CHANGE_FINISHED, applier.execution_id, spec.id, result))
             if result.outcome is ChangeOutcome.FAILED:
@@ -377,6 +508,7 @@ class Flamingock:
             report.status.value,
             summary or "no changes",
             report.duration_seconds,
+            extra={**self._log, "execution_id": report.execution_id, "status": report.status.value},
         )
         await notify(self._listeners, Event(EventKind.RUN_FINISHED, report.execution_id, report=report))
 
@@ -408,7 +540,12 @@ class Flamingock:
                 return await applier.mark(subject, states[resolution])
 
             entry = await self._under_lock(execution_id, mark)
-        logger.info("change %r marked as %s", change_id, resolution)
+        logger.info(
+            "change %r marked as %s",
+            change_id,
+            resolution,
+            extra={**self._log, "execution_id": execution_id, "change_id": change_id},
+        )
         return entry
 
     async def undo(self, to: str) -> RunReport:

@@ -11,8 +11,11 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
+
 from ._errors import ConfigurationError
-from ._model import AuditEntry, Fence, LockInfo, LockLease, Marker
+from ._model import AuditEntry, DoctorCheck, Fence, LockInfo, LockLease, Marker
+from ._redact import redact
 
 __all__ = [
     "AuditStore",
@@ -35,21 +38,30 @@ def check_identifier(kind: str, value: object) -> str:
 
 
 class Resource:
-    """Something the engine opens before use and closes after. Opens nest: the last `close()` releases."""
+    """Something the engine opens before use and closes after. Opens nest: the last `close()` releases.
+    Concurrent opens and closes (a health probe during a run) take turns."""
 
     _open_count: int = 0
+    _turnstile: anyio.Lock | None = None
+
+    def _opening(self) -> anyio.Lock:
+        if self._turnstile is None:
+            self._turnstile = anyio.Lock()
+        return self._turnstile
 
     async def open(self) -> None:
-        if self._open_count == 0:
-            await self._open()
-        self._open_count += 1
+        async with self._opening():
+            if self._open_count == 0:
+                await self._open()
+            self._open_count += 1
 
     async def close(self) -> None:
-        if self._open_count == 0:
-            return
-        self._open_count -= 1
-        if self._open_count == 0:
-            await self._close()
+        async with self._opening():
+            if self._open_count == 0:
+                return
+            self._open_count -= 1
+            if self._open_count == 0:
+                await self._close()
 
     async def _open(self) -> None:
         """Acquire what this resource owns (connections, tables)."""
@@ -60,6 +72,43 @@ class Resource:
     async def __aenter__(self) -> Self:
         await self.open()
         return self
+
+    def subject(self) -> str:
+        """How `doctor()` names this resource."""
+        return type(self).__name__
+
+    def _doctor_resource(self) -> Resource:
+        """What `doctor()` opens: the resource itself, or for a store only its target, so that checking
+        creates nothing."""
+        return self
+
+    async def doctor(self) -> list[DoctorCheck]:
+        """Open this resource and check what it needs. Never raises for a failing resource: every problem is a
+        `DoctorCheck` with `ok=False` and a fix."""
+        subject = self.subject()
+        try:
+            async with self._doctor_resource():
+                checks = [DoctorCheck(subject, "reachable", True, self.describe())]
+                checks += await self._diagnose()
+        except Exception as exc:
+            return [
+                DoctorCheck(
+                    subject,
+                    "reachable",
+                    False,
+                    redact(f"{self.describe()}: {type(exc).__name__}: {exc}"),
+                    "check the address, the credentials and the network from this host; the error says what failed",
+                )
+            ]
+        return checks
+
+    async def _diagnose(self) -> list[DoctorCheck]:
+        """Checks made while open (tables, indexes, privileges, transactions). Nothing to check by default."""
+        return []
+
+    def describe(self) -> str:
+        """A human description with no credentials in it."""
+        return type(self).__name__
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -78,8 +127,10 @@ class TargetSystem(Resource, ABC):
         """The context handed to a non-transactional change (and to its rollback)."""
 
     def describe(self) -> str:
-        """A human description with no credentials in it."""
         return f"{type(self).__name__}({self.id!r})"
+
+    def subject(self) -> str:
+        return f"target system {self.id!r}"
 
 
 class Transaction:
@@ -172,6 +223,5 @@ class AuditStore(Resource, ABC):
         `shares_transactions_with` is true for the transaction's target."""
         raise NotImplementedError(f"{type(self).__name__} does not share transactions")
 
-    def describe(self) -> str:
-        """A human description with no credentials in it."""
-        return type(self).__name__
+    def subject(self) -> str:
+        return "audit store"

@@ -116,11 +116,13 @@ class AuditEntry(BaseModel):
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> AuditEntry:
+        """The entry read back from `to_document()`'s form (camelCase or snake_case names)."""
         return cls.model_validate(document)
 
 
 class LockOptions(BaseModel):
-    """How the distributed lock behaves. Defaults as in Flamingock."""
+    """How the distributed lock behaves. Defaults as in Flamingock: a 60 s lease, give up after waiting 180 s,
+    try again at least every second."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -176,6 +178,8 @@ class Marker:
 
 
 class RunStatus(enum.StrEnum):
+    """How a run ended."""
+
     SUCCESS = "SUCCESS"
     """Every pending change was applied."""
     NO_CHANGES = "NO_CHANGES"
@@ -185,19 +189,28 @@ class RunStatus(enum.StrEnum):
 
 
 class ChangeOutcome(enum.StrEnum):
+    """What a run did with one change."""
+
     APPLIED = "APPLIED"
+    """Applied by this run."""
     ALREADY_APPLIED = "ALREADY_APPLIED"
+    """Applied (or marked applied) before: skipped."""
     RECOVERED = "RECOVERED"
     """Its transaction had committed in an earlier run (marker found): recorded APPLIED without running."""
     FAILED = "FAILED"
+    """Its `execute` raised (see `ChangeResult.error`); the run stopped here."""
     NEEDS_MANUAL_INTERVENTION = "NEEDS_MANUAL_INTERVENTION"
+    """Its outcome in an earlier run is unknown; the run stopped here until a human says (`fix`)."""
     NOT_REACHED = "NOT_REACHED"
+    """Ordered after the change the run stopped at."""
     ROLLED_BACK = "ROLLED_BACK"
     """undo(): its rollback ran and was recorded."""
 
 
 @dataclass(frozen=True, slots=True)
 class ChangeResult:
+    """What a run did with one change: its outcome, how long it took and, if it failed, the exception."""
+
     change_id: str
     outcome: ChangeOutcome
     duration_seconds: float = 0.0
@@ -208,6 +221,8 @@ class ChangeResult:
 
 @dataclass(frozen=True, slots=True)
 class RunReport:
+    """What a run (or `undo()`) did: every declared change, in order, with its outcome."""
+
     execution_id: str
     status: RunStatus
     changes: list[ChangeResult] = field(default_factory=list)
@@ -219,21 +234,29 @@ class RunReport:
 
     @property
     def applied(self) -> list[str]:
+        """The ids of the changes this run applied, in order."""
         return self.with_outcome(ChangeOutcome.APPLIED)
 
 
 class PlannedAction(enum.StrEnum):
+    """What `run()` would do with a change."""
+
     APPLY = "APPLY"
+    """Pending: never applied, rolled back, failed in a transaction, or retried (`ALWAYS_RETRY`)."""
     SKIP = "SKIP"
+    """Applied, or marked applied."""
     RECOVER = "RECOVER"
     """Mark APPLIED without running: the marker shows its transaction committed."""
     MANUAL_INTERVENTION = "MANUAL_INTERVENTION"
+    """Its outcome is unknown: the run stops here until a human says (`fix`)."""
     BLOCKED = "BLOCKED"
     """An earlier change needs manual intervention."""
 
 
 @dataclass(frozen=True, slots=True)
 class PlannedChange:
+    """One line of `Flamingock.plan()`: a change, what a run would do with it, and why."""
+
     change_id: str
     action: PlannedAction
     reason: str
@@ -241,7 +264,56 @@ class PlannedChange:
 
 @dataclass(frozen=True, slots=True)
 class ChangeIssue:
+    """A change that needs a human (`Flamingock.issues()`): its state, why, and the command that resolves it."""
+
     change_id: str
     state: AuditState
     reason: str
     fix_command: str
+
+
+@dataclass(frozen=True, slots=True)
+class DoctorCheck:
+    """One finding of `Flamingock.doctor()`: what was checked, whether it is fine, and how to fix it if not."""
+
+    subject: str
+    """What was checked: `"changes"`, `"target system 'app-db'"`, `"audit store"`, `"lock"`."""
+    check: str
+    """The aspect: `"reachable"`, `"tables"`, `"indexes"`, `"privileges"`, `"transactions"`, `"issues"`..."""
+    ok: bool
+    detail: str
+    fix: str | None = None
+    """What to do about it, when `ok` is false."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"subject": self.subject, "check": self.check, "ok": self.ok, "detail": self.detail, "fix": self.fix}
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """`Flamingock.health()`: what a readiness probe needs. Ready when the audit store answered and no change
+    needs manual intervention."""
+
+    audit_store_reachable: bool
+    issues: list[ChangeIssue] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    """Changes a run would still apply (informational: a service may be ready while another instance applies)."""
+    error: str | None = None
+    """Why the audit store could not be read (redacted)."""
+
+    @property
+    def ready(self) -> bool:
+        return self.audit_store_reachable and not self.issues
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, for a health endpoint."""
+        return {
+            "ready": self.ready,
+            "auditStoreReachable": self.audit_store_reachable,
+            "issues": [
+                {"changeId": i.change_id, "state": i.state.value, "reason": i.reason, "fix": i.fix_command}
+                for i in self.issues
+            ],
+            "pending": list(self.pending),
+            "error": self.error,
+        }

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._errors import ConfigurationError, LockLostError, TransactionAbortedError
-from .._interfaces import AuditStore, TargetSystem, Transaction
-from .._model import AuditEntry, Fence
+from .._interfaces import AuditStore, Resource, TargetSystem, Transaction
+from .._model import AuditEntry, DoctorCheck, Fence
 from .._redact import redact
 from ._errors import translate_errors
 from ._lock import MongoDBLock, fence_filter
@@ -39,6 +39,7 @@ _APPEND_ATTEMPTS = 3
 _APPEND_BACKOFF_SECONDS = 0.02
 _NOT_STORED = ("_id", "seq")
 _MATCH_AT_MOST = 100
+_ACTIONS = ("find", "insert", "update", "listIndexes")  # what a run does to the audit and lock collections
 _ONE_BATCH = 1_000_000  # documents; the server also stops a batch at 16 MB
 
 
@@ -132,12 +133,61 @@ class MongoDBAuditStore(AuditStore):
             with translate_errors(f"creating the index {name!r} on {self.audit_collection!r}"):
                 await self._audit.create_index(keys, name=name)
 
+    def _doctor_resource(self) -> Resource:
+        return self.target
+
+    async def _diagnose(self) -> list[DoctorCheck]:
+        """The audit indexes exist (nothing is created), and the account holds the actions the store uses."""
+        with translate_errors(f"reading the indexes of {self.audit_collection!r}"):
+            present = [info["key"] for info in (await self._audit.index_information()).values()]
+        missing = [keys for keys in AUDIT_INDEXES.values() if keys not in present]
+        checks = [
+            DoctorCheck(self.subject(), "indexes", False, self._index_problem(keys), self._index_fix(keys))
+            for keys in missing
+        ]
+        if not missing:
+            checks.append(DoctorCheck(self.subject(), "indexes", True, f"present on {self.audit_collection!r}"))
+        return [*checks, await self._check_privileges()]
+
+    async def _check_privileges(self) -> DoctorCheck:
+        with translate_errors("reading the connection's privileges"):
+            status = await self.target.db.command({"connectionStatus": 1, "showPrivileges": True})
+        auth = status.get("authInfo", {})
+        if not auth.get("authenticatedUsers"):
+            detail = "no authenticated user: the server does not enforce access control, so nothing to check"
+            return DoctorCheck(self.subject(), "privileges", True, detail)
+        needed = set(_ACTIONS) | ({"createIndex", "createCollection"} if self.create_indexes else set())
+        held: set[str] = set()
+        for privilege in auth.get("authenticatedUserPrivileges", []):
+            resource = privilege.get("resource", {})
+            if resource.get("anyResource") or (
+                resource.get("db") in {"", self.target.database}
+                and resource.get("collection") in {"", self.audit_collection, self.lock_collection}
+            ):
+                held.update(privilege.get("actions", []))
+        missing = sorted(needed - held)
+        if not missing:
+            return DoctorCheck(self.subject(), "privileges", True, f"{', '.join(sorted(needed))} granted")
+        fix = f"grant the account the role readWrite on {self.target.database!r}"
+        if {"createIndex", "createCollection"} & set(missing):
+            fix += " and dbAdmin there (to create the indexes), or have an administrator create them and open the "
+            fix += "store with create_indexes=False"
+        detail = f"the account lacks {', '.join(missing)} on database {self.target.database!r}"
+        return DoctorCheck(self.subject(), "privileges", False, detail, fix)
+
     def _missing_index(self, keys: list[tuple[str, int]]) -> str:
+        return f"{self._index_problem(keys)}: {self._index_fix(keys)}"
+
+    def _index_problem(self, keys: list[tuple[str, int]]) -> str:
         return (
             f"the index {_shell_keys(keys)} on collection {self.audit_collection!r} of database "
-            f"{self.target.database!r} is missing: create it with "
-            f"`db.{self.audit_collection}.createIndex({_shell_keys(keys)})`, or open the store once with "
-            "create_indexes=True"
+            f"{self.target.database!r} is missing"
+        )
+
+    def _index_fix(self, keys: list[tuple[str, int]]) -> str:
+        return (
+            f"create it with `db.{self.audit_collection}.createIndex({_shell_keys(keys)})`, or open the store once "
+            "with create_indexes=True"
         )
 
     # -- writing ------------------------------------------------------------------------------------------------

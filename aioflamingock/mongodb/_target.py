@@ -12,7 +12,7 @@ import anyio
 
 from .._errors import ConfigurationError, TransactionAbortedError, TransactionOutcomeUnknownError
 from .._interfaces import Transaction, TransactionalTargetSystem, check_identifier
-from .._model import Marker, utc_now
+from .._model import DoctorCheck, Marker, utc_now
 from .._redact import redact
 from ._errors import import_pymongo, is_transient_transaction_error, translate, translate_errors
 
@@ -147,6 +147,26 @@ class MongoDBTargetSystem(TransactionalTargetSystem):
     @asynccontextmanager
     async def context(self) -> AsyncIterator[Any]:
         yield MongoDBContext(self.client, self.db, None)
+
+    async def _diagnose(self) -> list[DoctorCheck]:
+        """The server answers, and offers transactions (a replica set or a sharded cluster)."""
+        with translate_errors("pinging the server"):
+            await self.db.command("ping")
+            hello = await self.db.command("hello")
+        if hello.get("setName") or hello.get("msg") == "isdbgrid":
+            kind = f"replica set {hello['setName']!r}" if hello.get("setName") else "a sharded cluster"
+            return [DoctorCheck(self.subject(), "transactions", True, f"supported: {kind}")]
+        return [
+            DoctorCheck(
+                self.subject(),
+                "transactions",
+                False,
+                "the server is a standalone mongod: it has no transactions, so transactional changes and the "
+                "audit store cannot run on it",
+                "run mongod as a replica set (one node is enough): start it with `--replSet rs0`, then run "
+                "`rs.initiate()` once in mongosh",
+            )
+        ]
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[MongoDBTransaction]:

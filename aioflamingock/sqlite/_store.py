@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from .._errors import ConfigurationError, LockLostError
-from .._interfaces import AuditStore, TargetSystem, Transaction
-from .._model import AuditEntry, Fence
+from .._interfaces import AuditStore, Resource, TargetSystem, Transaction
+from .._model import AuditEntry, DoctorCheck, Fence
 from ._errors import translate_errors
 from ._lock import SQLiteLock
 from ._target import SQLiteTargetSystem, SQLiteTransaction
@@ -122,6 +122,35 @@ class SQLiteAuditStore(AuditStore):
             for name, statement in schema.items():
                 if name not in present:
                     await self.target._write(statement)
+
+    def _doctor_resource(self) -> Resource:
+        return self.target
+
+    async def doctor(self) -> list[DoctorCheck]:
+        if self.target.not_created_yet():
+            detail = f"{self.target.path!r} does not exist yet: the first run creates it and the tables"
+            return [DoctorCheck(self.subject(), "tables", True, detail)]
+        return await super().doctor()
+
+    async def _diagnose(self) -> list[DoctorCheck]:
+        """The tables and index exist (nothing is created)."""
+        schema = self._schema()
+        with translate_errors("reading the schema"):
+            marks = ", ".join("?" for _ in schema)
+            rows = await self.target._fetch(f"SELECT name FROM sqlite_master WHERE name IN ({marks})", tuple(schema))
+        missing = [name for name in schema if name not in {row[0] for row in rows}]
+        if not missing:
+            return [DoctorCheck(self.subject(), "tables", True, f"{', '.join(schema)} present")]
+        return [
+            DoctorCheck(
+                self.subject(),
+                "tables",
+                False,
+                f"{name!r} is missing from {self.target.path!r}",
+                f"any run creates it, or run `{schema[name]}`",
+            )
+            for name in missing
+        ]
 
     def _fenced_insert(self) -> str:
         placeholders = ", ".join("?" for _ in _COLUMNS)

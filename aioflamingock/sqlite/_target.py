@@ -10,7 +10,7 @@ import anyio
 
 from .._errors import ClosedResourceError
 from .._interfaces import Transaction, TransactionalTargetSystem, check_identifier
-from .._model import Marker, utc_now
+from .._model import DoctorCheck, Marker, utc_now
 from ._errors import translate_errors
 
 if TYPE_CHECKING:
@@ -114,6 +114,37 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
     @asynccontextmanager
     async def context(self) -> AsyncIterator[Any]:
         yield SQLiteContext(self.connection, self.id)
+
+    def not_created_yet(self) -> bool:
+        """The database file does not exist: opening it would create it."""
+        return self.path != ":memory:" and not self.path.startswith("file:") and not os.path.exists(self.path)
+
+    async def doctor(self) -> list[DoctorCheck]:
+        if self.not_created_yet():  # opening would create the file; say what the first run will need instead
+            return [self._writable(exists=False)]
+        return await super().doctor()
+
+    async def _diagnose(self) -> list[DoctorCheck]:
+        with translate_errors(f"reading {self.path!r}"):
+            await self._fetch("SELECT 1")
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            return []
+        return [self._writable(exists=True)]
+
+    def _writable(self, *, exists: bool) -> DoctorCheck:
+        """SQLite writes the database and, in WAL mode, `-wal` and `-shm` files next to it."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        blocked = [p for p in ({self.path, directory} if exists else {directory}) if not os.access(p, os.W_OK)]
+        detail = f"{self.path!r} exists" if exists else f"{self.path!r} does not exist yet: the first run creates it"
+        if not blocked:
+            return DoctorCheck(self.subject(), "writable", True, f"{detail}; it and its directory are writable")
+        return DoctorCheck(
+            self.subject(),
+            "writable",
+            False,
+            f"{detail}; this process may not write {', '.join(repr(p) for p in sorted(blocked))}",
+            "let the service's user write the file and its directory (SQLite creates -wal and -shm files there)",
+        )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SQLiteTransaction]:

@@ -29,6 +29,7 @@ EXPECTED_PUBLIC_NAMES = {
     "AuditState",
     "NonTransactionalTargetSystem",
     "FlamingockError",
+    "Health",
     # engine, changes, events
     "DISABLE_ENV_VAR",
     "NonIdempotentRetryWarning",
@@ -57,6 +58,7 @@ EXPECTED_PUBLIC_NAMES = {
     "ChangeLoadError",
     "ClosedResourceError",
     "ConfigurationError",
+    "DoctorCheck",
     "LockAcquisitionTimeoutError",
     "LockError",
     "LockLostError",
