@@ -43,9 +43,12 @@ class Change:
     change with `ALWAYS_RETRY`."""
 
     async def execute(self, ctx: Any) -> None:
+        """Do the change's work on its target system, through `ctx`. Required, and must be `async def`."""
         raise NotImplementedError
 
     async def rollback(self, ctx: Any) -> None:
+        """Undo what `execute` did. Optional (`async def`): called after a non-transactional change failed,
+        and by `Flamingock.undo()`."""
         raise NotImplementedError
 
 

@@ -16,14 +16,22 @@ logger = logging.getLogger(__name__)
 
 
 class EventKind(enum.StrEnum):
+    """What an `Event` reports."""
+
     RUN_STARTED = "RUN_STARTED"
+    """A run began."""
     CHANGE_STARTED = "CHANGE_STARTED"
+    """A change is about to be applied or recovered."""
     CHANGE_FINISHED = "CHANGE_FINISHED"
+    """A change was applied, recovered or failed; `result` says which."""
     RUN_FINISHED = "RUN_FINISHED"
+    """A run that started has ended, successfully or with any error; `report` says how."""
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """What a listener receives."""
+
     kind: EventKind
     execution_id: str
     change_id: str | None = None

@@ -1,0 +1,1 @@
+"""Never imported: the order in the module name is shorter than 4 characters."""
