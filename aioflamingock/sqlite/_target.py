@@ -97,7 +97,17 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
         import aiosqlite
 
         with translate_errors(f"opening {self.path!r}"):
-            self._connection = await aiosqlite.connect(self.path, isolation_level=None)
+            connection = aiosqlite.connect(self.path, isolation_level=None)
+            try:
+                self._connection = await connection
+            except BaseException:
+                # aiosqlite stops its thread without waiting for it; the thread then owes this event loop a
+                # callback, and dies printing "Event loop is closed" if the loop ends first (a CLI, asyncio.run).
+                thread = getattr(connection, "_thread", None)
+                if thread is not None and thread.is_alive():
+                    with anyio.move_on_after(5, shield=True):
+                        await anyio.to_thread.run_sync(thread.join)
+                raise
             try:
                 await self._fetch(f"PRAGMA busy_timeout = {int(self.busy_timeout_seconds * 1000)}")
                 if self.path != ":memory:":
