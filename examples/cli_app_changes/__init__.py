@@ -1,0 +1,1 @@
+"""The shop's changes (`examples/cli_app.py`): one per module, applied in the order of the number in its name."""

@@ -1,0 +1,54 @@
+"""The command line is an optional extra: `import aioflamingock` never loads it, and without it `main()` says what
+to install."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from aioflamingock._cli import EXIT_FAILURE, EXIT_USAGE
+
+from .conftest import InProcess, cli_env
+
+COMMANDS = ["plan", "run", "validate", "audit", "issues", "fix", "undo", "unlock", "doctor", "health", "new"]
+
+
+def python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_importing_the_library_imports_neither_typer_nor_rich() -> None:
+    done = python(
+        "import sys, aioflamingock, aioflamingock.sqlite, aioflamingock.memory\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'rich', 'click'}))"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_without_the_extra_the_command_names_the_pip_line() -> None:
+    done = python(
+        "import sys, runpy\n"
+        "sys.modules['typer'] = None  # as if typer were not installed\n"
+        "sys.argv = ['aioflamingock', 'plan']\n"
+        "runpy.run_module('aioflamingock', run_name='__main__')"
+    )
+    assert done.returncode == EXIT_FAILURE
+    assert 'pip install "aioflamingock[cli]"' in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_help_lists_every_command_and_no_arguments_shows_it() -> None:
+    cli = InProcess({})
+    text = cli("--help").stdout
+    for command in COMMANDS:
+        assert f" {command} " in text, command
+    assert "AIOFLAMINGOCK_APP" in text
+    audit = cli("audit", "list", "--help").stdout
+    assert all(option in audit for option in ("--history", "--since", "--json"))
+    bare = cli(code=EXIT_USAGE)
+    assert "Usage: aioflamingock" in bare.stdout + bare.stderr
+    unknown = cli("frobnicate", code=EXIT_USAGE)
+    assert "frobnicate" in unknown.stderr
