@@ -18,8 +18,15 @@ _KEY_VALUE = re.compile(
     re.IGNORECASE,
 )
 
+# AWS access key ids, and the parts of a SigV4 `Authorization` header or query string a message may quote.
+_AWS_ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|A3T[A-Z0-9])[A-Z0-9]{12,}\b")
+_SIGV4_PART = re.compile(r"(?P<head>\b(?:Credential|Signature|X-Amz-Security-Token|X-Amz-Credential)=)[^,&\s\"']+")
+
 
 def redact(text: str) -> str:
-    """Replace passwords in connection strings and `key=value` secrets with `***`."""
+    """Replace passwords in connection strings, `key=value` secrets, AWS access key ids and SigV4 credentials
+    and signatures with `***`."""
+    text = _AWS_ACCESS_KEY_ID.sub("AKIA***", text)
+    text = _SIGV4_PART.sub(r"\g<head>***", text)
     text = _URL_PASSWORD.sub(r"\g<head>***", text)
     return _KEY_VALUE.sub(r"\g<head>***", text)

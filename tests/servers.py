@@ -5,6 +5,13 @@ MongoDB, in this order:
 2. a MongoDB replica set in Docker, when `testcontainers` is installed and a Docker engine answers;
 3. SecantusDB, a MongoDB-compatible server written in Python, in this process (installed with the `dev` extra).
 
+DynamoDB, in this order:
+1. `AIOFLAMINGOCK_DYNAMODB_ENDPOINT` — an endpoint you run (DynamoDB Local, or AWS itself with real credentials
+   in the environment);
+2. DynamoDB Local in Docker, when `testcontainers` is installed and a Docker engine answers;
+3. moto's server, in a thread of this process (installed with the `dev` extra), answering one request at a time.
+   `python -m tests.servers moto PORT` runs the same server as a process of its own, for the tests that stop it.
+
 With `AIOFLAMINGOCK_REQUIRE_SERVERS=1` (CI) a missing server fails the tests instead of skipping them.
 """
 
@@ -14,14 +21,31 @@ import contextlib
 import os
 import socket
 import subprocess
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-__all__ = ["MONGODB_URI_ENV", "REQUIRE_SERVERS_ENV", "Server", "start_mongodb", "unavailable"]
+__all__ = [
+    "DYNAMODB_CREDENTIALS",
+    "DYNAMODB_ENDPOINT_ENV",
+    "DYNAMODB_REGION",
+    "MONGODB_URI_ENV",
+    "NO_DYNAMODB",
+    "REQUIRE_SERVERS_ENV",
+    "Server",
+    "dynamodb_client_options",
+    "free_port",
+    "start_dynamodb",
+    "start_mongodb",
+    "start_moto_process",
+    "unavailable",
+    "wait_for_port",
+]
 
 MONGODB_URI_ENV = "AIOFLAMINGOCK_MONGODB_URI"
 REQUIRE_SERVERS_ENV = "AIOFLAMINGOCK_REQUIRE_SERVERS"
@@ -122,3 +146,142 @@ NO_MONGODB = (
     f"no MongoDB server: set {MONGODB_URI_ENV} to a replica set's URI, install testcontainers with a Docker "
     'engine running, or install SecantusDB (pip install -e ".[dev]")'
 )
+
+
+# -- DynamoDB -------------------------------------------------------------------------------------------------------
+
+DYNAMODB_ENDPOINT_ENV = "AIOFLAMINGOCK_DYNAMODB_ENDPOINT"
+DYNAMODB_LOCAL_IMAGE = "amazon/dynamodb-local:2.5.4"
+DYNAMODB_REGION = "us-east-1"
+DYNAMODB_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+"""Dummy credentials: DynamoDB Local and moto accept any. With a real AWS endpoint, the environment's are used."""
+
+
+def dynamodb_client_options(endpoint: str) -> dict[str, Any]:
+    """What `session.client("dynamodb", ...)` needs to reach `endpoint`. The client makes one attempt per
+    request (no retries of its own), so that the tests see aioflamingock's retries, and gives up quickly."""
+    from aiobotocore.config import AioConfig
+
+    credentials = {} if os.environ.get("AWS_ACCESS_KEY_ID") else DYNAMODB_CREDENTIALS
+    config = AioConfig(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5, read_timeout=20)
+    return {"endpoint_url": endpoint, "region_name": DYNAMODB_REGION, "config": config, **credentials}
+
+
+def start_dynamodb() -> Server | None:
+    endpoint = os.environ.get(DYNAMODB_ENDPOINT_ENV)
+    if endpoint:
+        return Server(endpoint, lambda: None)
+    return _docker_dynamodb() or _moto_thread()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_for_port(host: str, port: int, timeout: float = _STARTUP_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _docker_dynamodb() -> Server | None:
+    try:
+        from testcontainers.core.container import DockerContainer
+    except ImportError:
+        return None
+    if not _docker_answers():
+        return None
+    container = (
+        DockerContainer(DYNAMODB_LOCAL_IMAGE)
+        .with_command("-jar DynamoDBLocal.jar -inMemory -sharedDb")
+        .with_exposed_ports(8000)
+    )
+    container.start()
+    try:
+        host, port = container.get_container_host_ip(), int(container.get_exposed_port(8000))
+        wait_for_port(host, port)
+    except BaseException:
+        container.stop()
+        raise
+    return Server(f"http://{host}:{port}", container.stop)
+
+
+class _OneAtATime:
+    """moto's WSGI app, one request at a time. DynamoDB applies each conditional write and each transaction
+    atomically; moto's server runs a thread per request over shared state with no lock, so two conditional writes
+    could both see the condition hold."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        with self._lock:
+            return list(self._app(environ, start_response))
+
+
+def _moto_server(port: int) -> Any:
+    """A werkzeug server of moto's app on 127.0.0.1:`port` (0: any free port), logging nothing."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    class Quiet(MotoRequestHandler):
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
+    return make_server("127.0.0.1", port, app, threaded=True, request_handler=Quiet)
+
+
+def _moto_thread() -> Server | None:
+    try:
+        server = _moto_server(0)
+    except ImportError:
+        return None
+    thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+
+    return Server(f"http://127.0.0.1:{server.server_port}", stop)
+
+
+def start_moto_process(port: int) -> subprocess.Popen[bytes]:
+    """moto's server as a process of its own on `port`, answering once this returns: the fault tests stop it."""
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "tests.servers", "moto", str(port)],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port("127.0.0.1", port)
+    except BaseException:
+        popen.kill()
+        popen.wait()
+        raise
+    return popen
+
+
+NO_DYNAMODB = (
+    f"no DynamoDB endpoint: set {DYNAMODB_ENDPOINT_ENV} to one, install testcontainers with a Docker engine "
+    'running, or install moto\'s server (pip install -e ".[dev]")'
+)
+
+
+if __name__ == "__main__":
+    kind, port_text = sys.argv[1:]
+    assert kind == "moto", "usage: python -m tests.servers moto PORT"
+    _moto_server(int(port_text)).serve_forever()

@@ -1,14 +1,24 @@
-"""Server fixtures of the store tests: one server per session, a fresh database per test."""
+"""Server fixtures of the store tests: one server per session, a fresh database (MongoDB) or a fresh table-name
+prefix (DynamoDB) per test."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.servers import NO_MONGODB, Server, start_mongodb, unavailable
+from tests.servers import (
+    DYNAMODB_REGION,
+    NO_DYNAMODB,
+    NO_MONGODB,
+    Server,
+    dynamodb_client_options,
+    start_dynamodb,
+    start_mongodb,
+    unavailable,
+)
 
 if TYPE_CHECKING:
     from pymongo import AsyncMongoClient
@@ -55,3 +65,56 @@ async def mongodb_client(mongodb_uri: str) -> AsyncIterator[AsyncMongoClient[dic
         yield client
     finally:
         await client.close()
+
+
+# -- DynamoDB -------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def dynamodb_server() -> Iterator[Server]:
+    try:
+        import aioboto3  # noqa: F401
+    except ImportError:
+        unavailable(f'aioboto3 is not installed: pip install -e ".[dev]" ({NO_DYNAMODB})')
+    server = start_dynamodb()
+    if server is None:
+        unavailable(NO_DYNAMODB)
+    assert server is not None
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def dynamodb_endpoint(dynamodb_server: Server) -> str:
+    return dynamodb_server.uri
+
+
+@pytest.fixture
+def dynamodb_prefix(dynamodb_endpoint: str) -> Iterator[str]:
+    """A table-name prefix no other test uses; the tables named with it are deleted afterwards."""
+    import boto3
+
+    prefix = f"t{uuid.uuid4().hex[:12]}-"
+    yield prefix
+    options = dynamodb_client_options(dynamodb_endpoint)
+    options.pop("config")
+    client = boto3.client("dynamodb", **options)
+    try:
+        for page in client.get_paginator("list_tables").paginate():
+            for name in page["TableNames"]:
+                if name.startswith(prefix):
+                    client.delete_table(TableName=name)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def dynamodb_client(dynamodb_endpoint: str) -> AsyncIterator[Any]:
+    """An aioboto3 DynamoDB client with dummy credentials, in the region the tests use."""
+    import aioboto3
+
+    async with aioboto3.Session().client("dynamodb", **dynamodb_client_options(dynamodb_endpoint)) as client:
+        assert client.meta.region_name == DYNAMODB_REGION
+        yield client

@@ -122,6 +122,16 @@ def test_every_error_derives_from_the_root() -> None:
         ("aioflamingock.memory", {"InMemoryAuditStore", "InMemoryLock"}),
         ("aioflamingock.sqlite", {"SQLiteAuditStore", "SQLiteContext", "SQLiteTargetSystem", "SQLiteTransaction"}),
         ("aioflamingock.testing", {"AuditStoreConformance", "assert_no_overlap", "make_entry"}),
+        (
+            "aioflamingock.dynamodb",
+            {
+                "DynamoDBAuditStore",
+                "DynamoDBContext",
+                "DynamoDBTargetSystem",
+                "DynamoDBTransaction",
+                "DynamoDBTransactionBuilder",
+            },
+        ),
     ],
 )
 def test_backend_packages_export_their_names(module: str, names: set[str]) -> None:

@@ -32,6 +32,13 @@ KEY_PASSWORD = "hunter2"
         ("pwd=hunter2;server=db", "pwd=***;server=db"),
         ("aws_secret_access_key=wJalrXUtnFEMI/K7MDENG", "aws_secret_access_key=***"),
         ("api_key=abc123&x=1", "api_key=***&x=1"),
+        ("denied for AKIAIOSFODNN7EXAMPLE in us-east-1", "denied for AKIA*** in us-east-1"),
+        (
+            "Authorization: AWS4-HMAC-SHA256 Credential=ASIAXYZ/20260101/us-east-1/dynamodb/aws4_request, "
+            "SignedHeaders=host, Signature=0123abcd",
+            "Authorization: AWS4-HMAC-SHA256 Credential=***, SignedHeaders=host, Signature=***",
+        ),
+        ("?X-Amz-Security-Token=FwoGZX&x=1", "?X-Amz-Security-Token=***&x=1"),
     ],
 )
 def test_redact_hides_secrets(text: str, expected: str) -> None:

@@ -1,0 +1,273 @@
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import anyio
+
+from .._errors import ConfigurationError, TransactionAbortedError
+from .._interfaces import AuditStore, Resource, TargetSystem, Transaction
+from .._model import AuditEntry, DoctorCheck, Fence
+from .._redact import redact
+from ._items import Item, from_item, number, string, to_item
+from ._lock import DynamoDBLock
+from ._tables import AUDIT_KEYS, LOCK_KEYS, TableSpec, check_table_name, describe, ensure_table
+from ._target import Action, AlreadyCommitted, CommitPart, DynamoDBTargetSystem, DynamoDBTransaction, Rebuild
+
+__all__ = ["AUDIT_PARTITION", "DEFAULT_AUDIT_TABLE", "DEFAULT_LOCK_TABLE", "DynamoDBAuditStore"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_AUDIT_TABLE = "flamingockAuditLog"
+DEFAULT_LOCK_TABLE = "flamingockLock"
+AUDIT_PARTITION = "auditLog"
+"""The one partition key value of the audit table: every read is a `Query` of it, ordered by `seq`."""
+_NOT_STORED = ("partitionKey", "seq", "appendId")
+_APPEND_ATTEMPTS = 3
+_APPEND_BACKOFF_SECONDS = 0.05
+_MATCH_AT_MOST = 100  # DynamoDB's limit of operands of IN
+
+
+def _item(entry: AuditEntry, seq: int, append_id: str) -> Item:
+    """Flamingock's field names; `createdAt` as ISO 8601 text, the enums as their values, None as NULL."""
+    return {
+        "partitionKey": string(AUDIT_PARTITION),
+        "seq": number(seq),
+        "appendId": string(append_id),
+        **to_item(entry.to_document()),
+    }
+
+
+def _entry(item: Item) -> AuditEntry:
+    return AuditEntry.from_document({k: v for k, v in from_item(item).items() if k not in _NOT_STORED})
+
+
+class _AuditWrite(CommitPart):
+    """The entry at the next sequence number, put only if that number is free, with the lock check beside it."""
+
+    def __init__(self, store: DynamoDBAuditStore, entry: AuditEntry, fence: Fence) -> None:
+        self._store = store
+        self._entry = entry
+        self._fence = fence
+        self._append_id = uuid.uuid4().hex
+        self._seq = 0
+
+    async def actions(self) -> list[Action]:
+        self._seq = await self._store._next_seq()
+        put = {
+            "TableName": self._store.audit_table,
+            "Item": _item(self._entry, self._seq, self._append_id),
+            "ConditionExpression": "attribute_not_exists(seq)",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        what = f"{self._entry.state.value} of {self._entry.change_id!r}"
+        return [self._store.lock.fence_check(self._fence, what), Action({"Put": put}, self._taken)]
+
+    def _taken(self, old: dict[str, Any] | None) -> BaseException:
+        if old is not None and old.get("appendId") == string(self._append_id):
+            return AlreadyCommitted()  # this very entry: an earlier sending of this transaction committed
+        self._store._forget_seq()
+        return Rebuild()
+
+    def committed(self) -> None:
+        self._store._seq_used(self._seq)
+
+
+class DynamoDBAuditStore(AuditStore):
+    """Audit log and lock in two tables reached through the target's client.
+
+    Every append is one `TransactWriteItems`: a `ConditionCheck` that the lock item still holds our owner and token,
+    and the `Put` of the entry at the next sequence number of the audit, only if that number is free. A transactional
+    change on a target with the same client takes the shared-transaction path: its actions join that call.
+    """
+
+    def __init__(
+        self,
+        *,
+        target: DynamoDBTargetSystem,
+        audit_table: str = DEFAULT_AUDIT_TABLE,
+        lock_table: str = DEFAULT_LOCK_TABLE,
+        create_tables: bool = True,
+    ) -> None:
+        if not isinstance(target, DynamoDBTargetSystem):
+            raise ConfigurationError([f"DynamoDBAuditStore needs a DynamoDBTargetSystem, got {type(target).__name__}"])
+        self.target = target
+        self.audit_table = check_table_name("audit_table", audit_table)
+        self.lock_table = check_table_name("lock_table", lock_table)
+        if audit_table == lock_table:
+            raise ConfigurationError([f"audit_table and lock_table are both {audit_table!r}"])
+        self.create_tables = create_tables
+        self._specs = (
+            TableSpec(self.audit_table, "audit table", AUDIT_KEYS),
+            TableSpec(self.lock_table, "lock table", LOCK_KEYS),
+        )
+        self._lock = DynamoDBLock(target, self.lock_table)
+        self._last_seq: int | None = None
+        self._tables_ready = False
+
+    @classmethod
+    def from_target(
+        cls,
+        target: DynamoDBTargetSystem,
+        *,
+        audit_table: str = DEFAULT_AUDIT_TABLE,
+        lock_table: str = DEFAULT_LOCK_TABLE,
+        create_tables: bool = True,
+    ) -> DynamoDBAuditStore:
+        """The store on `target`'s client. Missing tables are created (on-demand billing) when it first opens;
+        with `create_tables=False` it only checks that they exist, and the error names the command creating them."""
+        return cls(target=target, audit_table=audit_table, lock_table=lock_table, create_tables=create_tables)
+
+    def describe(self) -> str:
+        return f"DynamoDBAuditStore(audit_table={self.audit_table!r}, lock_table={self.lock_table!r})"
+
+    @property
+    def lock(self) -> DynamoDBLock:
+        return self._lock
+
+    async def _open(self) -> None:
+        await self.target.open()
+        try:
+            if not self._tables_ready:  # two DescribeTable calls on the first open, none after
+                for spec in self._specs:
+                    await ensure_table(
+                        self.target.client, spec, create=self.create_tables, option="create_tables",
+                        retry_seconds=self.target.retry_seconds,
+                    )  # fmt: skip
+                self._tables_ready = True
+        except BaseException:
+            await self.target.close()
+            raise
+
+    async def _close(self) -> None:
+        await self.target.close()
+
+    def _doctor_resource(self) -> Resource:
+        return self.target
+
+    async def _diagnose(self) -> list[DoctorCheck]:
+        """Both tables exist with their keys (nothing is created), and the store can read them."""
+        checks = [await self._check_table(spec) for spec in self._specs]
+        if all(check.ok for check in checks):
+            checks.append(await self._check_read())
+        return checks
+
+    async def _check_table(self, spec: TableSpec) -> DoctorCheck:
+        table = await describe(self.target.client, spec.name, self.target.retry_seconds)
+        if table is None:
+            fix = spec.fix("create_tables", creates=self.create_tables)
+            return DoctorCheck(self.subject(), "tables", False, spec.missing(), fix)
+        problem = spec.schema_problem(table)
+        if problem is not None:
+            return DoctorCheck(self.subject(), "tables", False, problem, "see the detail")
+        if table.get("TableStatus") not in {"ACTIVE", "UPDATING"}:
+            detail = f"the {spec.role} {spec.name!r} is {table.get('TableStatus')}"
+            return DoctorCheck(self.subject(), "tables", False, detail, "wait until it is ACTIVE")
+        return DoctorCheck(self.subject(), "tables", True, f"{spec.role} {spec.name!r} present: {spec.describe_keys()}")
+
+    async def _check_read(self) -> DoctorCheck:
+        try:
+            await self._last_in_audit()
+            await self.lock.read("doctor")
+        except Exception as exc:
+            fix = (
+                f"grant dynamodb:Query on {self.audit_table!r}, dynamodb:GetItem on {self.lock_table!r}, and for runs "
+                "dynamodb:PutItem, UpdateItem, DeleteItem, ConditionCheckItem on both"
+            )
+            return DoctorCheck(self.subject(), "read", False, redact(f"{type(exc).__name__}: {exc}"), fix)
+        return DoctorCheck(self.subject(), "read", True, "both tables can be read")
+
+    # -- writing ------------------------------------------------------------------------------------------------
+
+    async def append(self, entry: AuditEntry, *, fence: Fence) -> None:
+        """A transaction of its own. Cancelled by a conflict (nothing written), it is sent again."""
+        for attempt in range(1, _APPEND_ATTEMPTS + 1):
+            try:
+                async with self.target.transaction() as tx:
+                    tx.parts.append(_AuditWrite(self, entry, fence))
+                return
+            except TransactionAbortedError as exc:
+                if attempt == _APPEND_ATTEMPTS:
+                    raise
+                logger.debug("audit append cancelled by DynamoDB, again: %s", redact(str(exc)))
+                await anyio.sleep(_APPEND_BACKOFF_SECONDS * attempt)
+
+    def shares_transactions_with(self, target: TargetSystem) -> bool:
+        return target is self.target or self.target.shares_client_with(target)
+
+    async def append_in_transaction(self, tx: Transaction, entry: AuditEntry, *, fence: Fence) -> None:
+        assert isinstance(tx, DynamoDBTransaction)
+        tx.parts.append(_AuditWrite(self, entry, fence))
+
+    async def _next_seq(self) -> int:
+        if self._last_seq is None:
+            self._last_seq = await self._last_in_audit()
+        return self._last_seq + 1
+
+    def _seq_used(self, seq: int) -> None:
+        self._last_seq = max(self._last_seq or 0, seq)
+
+    def _forget_seq(self) -> None:
+        self._last_seq = None
+
+    async def _last_in_audit(self) -> int:
+        response = await self.target.request(
+            lambda: self.target.client.query(
+                **self._partition(), ScanIndexForward=False, Limit=1, ProjectionExpression="seq"
+            ),
+            "reading the audit's last sequence number",
+        )
+        items = response.get("Items", [])
+        return int(items[0]["seq"]["N"]) if items else 0
+
+    # -- reading ------------------------------------------------------------------------------------------------
+
+    def _partition(self) -> dict[str, Any]:
+        return {
+            "TableName": self.audit_table,
+            "KeyConditionExpression": "partitionKey = :partition",
+            "ExpressionAttributeValues": {":partition": string(AUDIT_PARTITION)},
+            "ConsistentRead": True,
+        }
+
+    async def _query(self, what: str, **arguments: Any) -> AsyncIterator[Item]:
+        """Every item of the audit's partition, oldest first, one page (up to 1 MB) per request."""
+        arguments = {**self._partition(), **arguments}
+        arguments["ExpressionAttributeValues"] = {
+            **self._partition()["ExpressionAttributeValues"],
+            **arguments.get("ExpressionAttributeValues", {}),
+        }
+        while True:
+            response = await self.target.request(lambda: self.target.client.query(**arguments), what)
+            for item in response.get("Items", []):
+                yield item
+            if "LastEvaluatedKey" not in response:
+                return
+            arguments["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    async def current_states(self, change_ids: Iterable[str] | None = None) -> dict[str, AuditEntry]:
+        """One `Query` of the audit's partition (a request per MB of entries); the newest entry of each change is
+        the one with the highest `seq`. A few ids are filtered by DynamoDB, to send less back."""
+        wanted = None if change_ids is None else set(change_ids)
+        if wanted is not None and not wanted:
+            return {}
+        arguments: dict[str, Any] = {}
+        if wanted is not None and len(wanted) <= _MATCH_AT_MOST:
+            values = {f":c{i}": string(change_id) for i, change_id in enumerate(sorted(wanted))}
+            arguments = {"FilterExpression": f"changeId IN ({', '.join(values)})", "ExpressionAttributeValues": values}
+        states: dict[str, AuditEntry] = {}
+        last = 0
+        async for item in self._query("reading the current states", **arguments):
+            entry = _entry(item)
+            states[entry.change_id] = entry
+            last = int(item["seq"]["N"])
+        if not arguments:
+            self._seq_used(last)  # the highest number in use: the next append needs no read to find it
+        return {k: v for k, v in states.items() if wanted is None or k in wanted}
+
+    async def history(self) -> AsyncIterator[AuditEntry]:
+        """Oldest first, streamed page by page."""
+        async for item in self._query("reading the history"):
+            yield _entry(item)
