@@ -1,13 +1,19 @@
-"""What both benchmark runners share: trivial change classes, generated."""
+"""What the benchmark runners share: trivial change classes, generated; timing; the machine's description."""
 
 from __future__ import annotations
 
+import contextlib
+import platform
+import statistics
+import time
 from collections.abc import Awaitable, Callable
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from aioflamingock import Change, NonTransactionalContext
 
-__all__ = ["count_call", "generate_changes"]
+__all__ = ["count_call", "cpu_model", "generate_changes", "median_seconds", "package_version", "timed"]
 
 
 async def count_call(self: Change, ctx: NonTransactionalContext) -> None:
@@ -34,3 +40,28 @@ def generate_changes(
         )
         for i in range(count)
     ]
+
+
+async def timed(call: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = await call()
+    return time.perf_counter() - started, result
+
+
+async def median_seconds(call: Callable[[], Awaitable[Any]], repeat: int) -> float:
+    return statistics.median([(await timed(call))[0] for _ in range(repeat)])
+
+
+def package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
