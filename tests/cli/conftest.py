@@ -27,7 +27,7 @@ import pytest
 
 import aioflamingock
 from aioflamingock._cli import APP_ENV_VAR, build_app
-from tests.servers import NO_MONGODB, Server, start_mongodb, unavailable
+from tests.servers import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -171,22 +171,6 @@ def kill_mid_change(cli: Cli, settings_file: Path, states: Callable[[str], list[
         settings_file.unlink()
     assert process.returncode == -signal.SIGKILL
     return process.pid
-
-
-@pytest.fixture(scope="session")
-def mongodb_server() -> Iterator[Server]:
-    try:
-        import pymongo  # noqa: F401
-    except ImportError:
-        unavailable(f'PyMongo is not installed: pip install -e ".[dev]" ({NO_MONGODB})')
-    server = start_mongodb()
-    if server is None:
-        unavailable(NO_MONGODB)
-    assert server is not None
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @dataclass

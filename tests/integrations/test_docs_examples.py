@@ -9,14 +9,11 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
-import pytest
-
 import aioflamingock
-from tests.servers import NO_MONGODB, Server, start_mongodb, unavailable
+from tests.servers import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -212,19 +209,6 @@ def test_stores_sqlite_keeps_two_independent_audits_in_one_file(tmp_path: Path) 
     ]
     database = tmp_path / "stores.db"
     assert audit(database, "billing_audit_log") == [("create-invoices", "APPLIED")]
-
-
-@pytest.fixture(scope="module")
-def mongodb_server() -> Iterator[Server]:
-    pytest.importorskip("pymongo")
-    server = start_mongodb()
-    if server is None:
-        unavailable(NO_MONGODB)
-    assert server is not None
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_stores_mongodb_commits_the_change_with_its_audit_entry(tmp_path: Path, mongodb_server: Server) -> None:

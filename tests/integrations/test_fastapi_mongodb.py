@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import aioflamingock
-from tests.servers import NO_MONGODB, Server, start_mongodb, unavailable
+from tests.servers import Server
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -29,18 +29,6 @@ INSTANCES = 3
 STARTUP_SECONDS = 25.0
 CHANGE_IDS = ["create-users-collection", "seed-admin-user", "add-user-roles"]
 ADMIN = {"email": "admin@example.com", "name": "Administrator", "roles": ["user", "admin"]}
-
-
-@pytest.fixture(scope="module")
-def mongodb_server() -> Iterator[Server]:
-    server = start_mongodb()
-    if server is None:
-        unavailable(NO_MONGODB)
-    assert server is not None
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -12,32 +12,14 @@ import pytest
 from tests.servers import (
     DYNAMODB_REGION,
     NO_DYNAMODB,
-    NO_MONGODB,
     Server,
     dynamodb_client_options,
     start_dynamodb,
-    start_mongodb,
     unavailable,
 )
 
 if TYPE_CHECKING:
     from pymongo import AsyncMongoClient
-
-
-@pytest.fixture(scope="session")
-def mongodb_server() -> Iterator[Server]:
-    try:
-        import pymongo  # noqa: F401
-    except ImportError:
-        unavailable(f'PyMongo is not installed: pip install -e ".[dev]" ({NO_MONGODB})')
-    server = start_mongodb()
-    if server is None:
-        unavailable(NO_MONGODB)
-    assert server is not None
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

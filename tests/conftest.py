@@ -1,0 +1,25 @@
+"""Fixtures every test directory shares: one MongoDB server per session (see `tests/servers.py`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.servers import NO_MONGODB, Server, start_mongodb, unavailable
+
+
+@pytest.fixture(scope="session")
+def mongodb_server() -> Iterator[Server]:
+    try:
+        import pymongo  # noqa: F401
+    except ImportError:
+        unavailable(f'PyMongo is not installed: pip install -e ".[dev]" ({NO_MONGODB})')
+    server = start_mongodb()
+    if server is None:
+        unavailable(NO_MONGODB)
+    assert server is not None
+    try:
+        yield server
+    finally:
+        server.stop()
