@@ -27,14 +27,13 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from _common import count_call, generate_changes
+from _common import count_call, cpu_model, generate_changes, median_seconds, package_version, timed
 from pymongo import AsyncMongoClient, MongoClient, monitoring
 
 import aioflamingock
@@ -92,16 +91,6 @@ def make_changes(count: int, target: str, *, transactional: bool) -> list[type[C
 
 
 # -- timing ---------------------------------------------------------------------------------------------------------
-
-
-async def timed(call: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
-    started = time.perf_counter()
-    result = await call()
-    return time.perf_counter() - started, result
-
-
-async def median_seconds(call: Callable[[], Awaitable[Any]], repeat: int) -> float:
-    return statistics.median([(await timed(call))[0] for _ in range(repeat)])
 
 
 async def fetch(collection: Any, pipeline: list[dict[str, Any]]) -> list[Any]:
@@ -385,21 +374,6 @@ def mongodb_server() -> Iterator[tuple[str, str]]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-
-
-def package_version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    return platform.processor() or platform.machine()
 
 
 def machine(server: str, server_version: str) -> dict[str, Any]:

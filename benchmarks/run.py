@@ -19,15 +19,14 @@ import platform
 import sqlite3
 import statistics
 import tempfile
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
-from _common import count_call, generate_changes
+from _common import count_call, cpu_model, generate_changes, timed
 
 import aioflamingock
 from aioflamingock import Change, Flamingock, NonTransactionalTargetSystem, RunStatus
@@ -82,12 +81,6 @@ def touches_lock(statements: list[str]) -> bool:
 
 
 # -- (a) nothing pending --------------------------------------------------------------------------------------------
-
-
-async def timed(call: Callable[[], Any]) -> tuple[float, Any]:
-    started = time.perf_counter()
-    result = await call()
-    return time.perf_counter() - started, result
 
 
 async def fetch_all(conn: aiosqlite.Connection, sql: str) -> list[Any]:
@@ -226,16 +219,6 @@ def filesystem(path: Path) -> str:
     resolved = str(path.resolve())
     best = max((m for m in mounts if resolved.startswith(m[0])), key=lambda m: len(m[0]), default=None)
     return best[1] if best else "unknown"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine(workdir: Path) -> dict[str, Any]:
