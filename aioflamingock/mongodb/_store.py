@@ -124,26 +124,27 @@ class MongoDBAuditStore(AuditStore):
     async def _check_indexes(self) -> None:
         """One read when the indexes are there (every start-up but the first); the missing ones otherwise.
         Creating an index also creates the collection, which must exist before a transaction inserts in it."""
-        with translate_errors(f"reading the indexes of {self.audit_collection!r}"):
-            present = [info["key"] for info in (await self._audit.index_information()).values()]
-        missing = {name: keys for name, keys in AUDIT_INDEXES.items() if keys not in present}
+        missing = await self._missing_indexes()
         if missing and not self.create_indexes:
             raise ConfigurationError([self._missing_index(keys) for keys in missing.values()])
         for name, keys in missing.items():
             with translate_errors(f"creating the index {name!r} on {self.audit_collection!r}"):
                 await self._audit.create_index(keys, name=name)
 
+    async def _missing_indexes(self) -> dict[str, list[tuple[str, int]]]:
+        with translate_errors(f"reading the indexes of {self.audit_collection!r}"):
+            present = [info["key"] for info in (await self._audit.index_information()).values()]
+        return {name: keys for name, keys in AUDIT_INDEXES.items() if keys not in present}
+
     def _doctor_resource(self) -> Resource:
         return self.target
 
     async def _diagnose(self) -> list[DoctorCheck]:
         """The audit indexes exist (nothing is created), and the account holds the actions the store uses."""
-        with translate_errors(f"reading the indexes of {self.audit_collection!r}"):
-            present = [info["key"] for info in (await self._audit.index_information()).values()]
-        missing = [keys for keys in AUDIT_INDEXES.values() if keys not in present]
+        missing = await self._missing_indexes()
         checks = [
             DoctorCheck(self.subject(), "indexes", False, self._index_problem(keys), self._index_fix(keys))
-            for keys in missing
+            for keys in missing.values()
         ]
         if not missing:
             checks.append(DoctorCheck(self.subject(), "indexes", True, f"present on {self.audit_collection!r}"))

@@ -116,12 +116,15 @@ class SQLiteAuditStore(AuditStore):
         """One read when the schema is there (every start-up but the first); the missing pieces otherwise."""
         schema = self._schema()
         with translate_errors("creating the audit tables"):
-            marks = ", ".join("?" for _ in schema)
-            rows = await self.target._fetch(f"SELECT name FROM sqlite_master WHERE name IN ({marks})", tuple(schema))
-            present = {row[0] for row in rows}
-            for name, statement in schema.items():
-                if name not in present:
-                    await self.target._write(statement)
+            for name in await self._missing(schema):
+                await self.target._write(schema[name])
+
+    async def _missing(self, schema: dict[str, str]) -> list[str]:
+        """The tables and indexes of `schema` not in the database, in `schema`'s order."""
+        marks = ", ".join("?" for _ in schema)
+        rows = await self.target._fetch(f"SELECT name FROM sqlite_master WHERE name IN ({marks})", tuple(schema))
+        present = {row[0] for row in rows}
+        return [name for name in schema if name not in present]
 
     def _doctor_resource(self) -> Resource:
         return self.target
@@ -136,9 +139,7 @@ class SQLiteAuditStore(AuditStore):
         """The tables and index exist (nothing is created)."""
         schema = self._schema()
         with translate_errors("reading the schema"):
-            marks = ", ".join("?" for _ in schema)
-            rows = await self.target._fetch(f"SELECT name FROM sqlite_master WHERE name IN ({marks})", tuple(schema))
-        missing = [name for name in schema if name not in {row[0] for row in rows}]
+            missing = await self._missing(schema)
         if not missing:
             return [DoctorCheck(self.subject(), "tables", True, f"{', '.join(schema)} present")]
         return [
