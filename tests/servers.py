@@ -12,6 +12,13 @@ DynamoDB, in this order:
 3. moto's server, in a thread of this process (installed with the `dev` extra), answering one request at a time.
    `python -m tests.servers moto PORT` runs the same server as a process of its own, for the tests that stop it.
 
+Couchbase, in this order:
+1. `AIOFLAMINGOCK_COUCHBASE_URL` — a cluster you run, as `couchbase://USER:PASSWORD@HOST[:PORT]/BUCKET`;
+2. Couchbase Server in Docker, when `testcontainers` is installed and a Docker engine answers;
+3. `tests/couchbase_kv.py`, a key-value test double of Couchbase Server that the unmodified SDK connects to, in a
+   thread of this process. It has no ACID transactions (nor query service): the tests of the transactional paths
+   skip on it and run on the first two.
+
 With `AIOFLAMINGOCK_REQUIRE_SERVERS=1` (CI) a missing server fails the tests instead of skipping them.
 """
 
@@ -31,15 +38,20 @@ from typing import Any
 import pytest
 
 __all__ = [
+    "COUCHBASE_URL_ENV",
     "DYNAMODB_CREDENTIALS",
     "DYNAMODB_ENDPOINT_ENV",
     "DYNAMODB_REGION",
     "MONGODB_URI_ENV",
+    "NO_COUCHBASE",
     "NO_DYNAMODB",
     "REQUIRE_SERVERS_ENV",
+    "CouchbaseServer",
     "Server",
     "dynamodb_client_options",
     "free_port",
+    "start_couchbase",
+    "start_couchbase_kv_process",
     "start_dynamodb",
     "start_mongodb",
     "start_moto_process",
@@ -278,6 +290,146 @@ def start_moto_process(port: int) -> subprocess.Popen[bytes]:
 NO_DYNAMODB = (
     f"no DynamoDB endpoint: set {DYNAMODB_ENDPOINT_ENV} to one, install testcontainers with a Docker engine "
     'running, or install moto\'s server (pip install -e ".[dev]")'
+)
+
+
+# -- Couchbase ------------------------------------------------------------------------------------------------------
+
+COUCHBASE_URL_ENV = "AIOFLAMINGOCK_COUCHBASE_URL"
+COUCHBASE_IMAGE = "couchbase/server:community-7.6.2"
+COUCHBASE_BUCKET = "flamingock"
+COUCHBASE_USER = "Administrator"
+COUCHBASE_PASSWORD = "password"
+# Fixed host ports: the SDK connects to the ports the cluster advertises, which are the container's own.
+_COUCHBASE_PORTS = (8091, 8092, 8093, 8094, 8095, 8096, 11210)
+
+
+@dataclass(frozen=True)
+class CouchbaseServer:
+    connection_string: str
+    username: str
+    password: str
+    bucket: str
+    transactions: bool
+    """Whether the server runs ACID transactions (a real Couchbase Server); the test double does not."""
+    stop: Callable[[], None]
+
+
+def start_couchbase() -> CouchbaseServer | None:
+    url = os.environ.get(COUCHBASE_URL_ENV)
+    if url:
+        return _couchbase_from_url(url)
+    return _docker_couchbase() or _couchbase_kv_thread()
+
+
+def _couchbase_from_url(url: str) -> CouchbaseServer:
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    bucket = parts.path.strip("/")
+    if not (parts.username and parts.password and bucket):
+        raise ValueError(f"{COUCHBASE_URL_ENV} must look like couchbase://USER:PASSWORD@HOST[:PORT]/BUCKET")
+    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    connection = f"{parts.scheme}://{host}"
+    return CouchbaseServer(connection, unquote(parts.username), unquote(parts.password), bucket, True, lambda: None)
+
+
+def _docker_couchbase() -> CouchbaseServer | None:
+    try:
+        from testcontainers.core.container import DockerContainer
+    except ImportError:
+        return None
+    if not _docker_answers():
+        return None
+    container = DockerContainer(COUCHBASE_IMAGE)
+    for port in _COUCHBASE_PORTS:
+        container = container.with_bind_ports(port, port)
+    container.start()
+    try:
+        host = container.get_container_host_ip()
+        _initialize_couchbase(f"http://{host}:8091")
+    except BaseException:
+        container.stop()
+        raise
+    return CouchbaseServer(
+        f"couchbase://{host}", COUCHBASE_USER, COUCHBASE_PASSWORD, COUCHBASE_BUCKET, True, container.stop
+    )
+
+
+def _initialize_couchbase(base: str) -> None:
+    """A one-node cluster with the data, query and index services, and the tests' bucket, through the REST API."""
+    import base64
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    def post(path: str, form: dict[str, str], auth: bool = True) -> None:
+        request = urllib.request.Request(base + path, data=urllib.parse.urlencode(form).encode(), method="POST")
+        if auth:
+            token = base64.b64encode(f"{COUCHBASE_USER}:{COUCHBASE_PASSWORD}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        urllib.request.urlopen(request, timeout=30).close()
+
+    deadline = time.monotonic() + _STARTUP_SECONDS * 3
+    while True:
+        try:
+            urllib.request.urlopen(base + "/pools", timeout=5).close()
+            break
+        except (OSError, urllib.error.URLError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+    post(
+        "/clusterInit",
+        {
+            "hostname": "127.0.0.1",
+            "services": "kv,n1ql,index",
+            "memoryQuota": "512",
+            "indexMemoryQuota": "256",
+            "username": COUCHBASE_USER,
+            "password": COUCHBASE_PASSWORD,
+            "port": "SAME",
+        },
+        auth=False,
+    )
+    post("/pools/default/buckets", {"name": COUCHBASE_BUCKET, "ramQuota": "256", "bucketType": "couchbase"})
+    time.sleep(5)  # the bucket warms up; the SDK waits for the rest when it opens it
+
+
+def _couchbase_kv_thread() -> CouchbaseServer | None:
+    from tests.couchbase_kv import CouchbaseKVServer
+
+    server = CouchbaseKVServer(bucket=COUCHBASE_BUCKET, username=COUCHBASE_USER, password=COUCHBASE_PASSWORD)
+    server.start_in_thread()
+    return CouchbaseServer(
+        server.connection_string, COUCHBASE_USER, COUCHBASE_PASSWORD, COUCHBASE_BUCKET, False, server.stop_thread
+    )
+
+
+def start_couchbase_kv_process() -> tuple[subprocess.Popen[str], str]:
+    """The test double as a process of its own, for the tests that stop it; with its connection string."""
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "tests.couchbase_kv", "--port", "0", "--bucket", COUCHBASE_BUCKET,
+         "--username", COUCHBASE_USER, "--password", COUCHBASE_PASSWORD],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    assert popen.stdout is not None
+    line = popen.stdout.readline().split()
+    popen.stdout.close()  # it prints nothing more
+    if line[:1] != ["ready"]:
+        popen.kill()
+        popen.wait()
+        raise RuntimeError(f"the Couchbase test double did not start: {line}")
+    return popen, f"couchbase://127.0.0.1:{line[1]}"
+
+
+NO_COUCHBASE = (
+    f"no Couchbase server: set {COUCHBASE_URL_ENV} to couchbase://USER:PASSWORD@HOST/BUCKET, or install "
+    "testcontainers with a Docker engine running; the key-value test double needs the SDK "
+    '(pip install -e ".[dev]")'
 )
 
 

@@ -1,8 +1,9 @@
-"""Server fixtures of the store tests: one server per session, a fresh database (MongoDB) or a fresh table-name
-prefix (DynamoDB) per test."""
+"""Server fixtures of the store tests: one server per session, a fresh database (MongoDB), a fresh table-name
+prefix (DynamoDB) or fresh collection names (Couchbase) per test."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ import pytest
 from tests.servers import (
     DYNAMODB_REGION,
     NO_DYNAMODB,
+    CouchbaseServer,
     Server,
     dynamodb_client_options,
     start_dynamodb,
@@ -100,3 +102,43 @@ async def dynamodb_client(dynamodb_endpoint: str) -> AsyncIterator[Any]:
     async with aioboto3.Session().client("dynamodb", **dynamodb_client_options(dynamodb_endpoint)) as client:
         assert client.meta.region_name == DYNAMODB_REGION
         yield client
+
+
+# -- Couchbase ------------------------------------------------------------------------------------------------------
+
+
+async def connect_couchbase(server: CouchbaseServer) -> Any:
+    """An acouchbase cluster connected to `server`, with timeouts short enough for tests."""
+    from datetime import timedelta
+
+    from acouchbase.cluster import Cluster
+    from couchbase.auth import PasswordAuthenticator
+    from couchbase.options import ClusterOptions, ClusterTimeoutOptions
+
+    timeouts = ClusterTimeoutOptions(kv_timeout=timedelta(seconds=5), connect_timeout=timedelta(seconds=10))
+    options = ClusterOptions(PasswordAuthenticator(server.username, server.password), timeout_options=timeouts)
+    return await Cluster.connect(server.connection_string, options)
+
+
+@pytest.fixture
+async def couchbase_cluster(couchbase_server: CouchbaseServer) -> AsyncIterator[Any]:
+    cluster = await connect_couchbase(couchbase_server)
+    try:
+        yield cluster
+    finally:
+        await cluster.close()
+
+
+@pytest.fixture
+async def couchbase_collections(
+    couchbase_server: CouchbaseServer, couchbase_cluster: Any
+) -> AsyncIterator[dict[str, str]]:
+    """Audit and lock collection names no other test uses; dropped afterwards."""
+    suffix = uuid.uuid4().hex[:12]
+    names = {"audit_collection": f"audit{suffix}", "lock_collection": f"lock{suffix}"}
+    yield names
+    bucket = couchbase_cluster.bucket(couchbase_server.bucket)
+    manager = bucket.collections()
+    for name in names.values():
+        with contextlib.suppress(Exception):  # never created by the test, or not droppable: nothing to clean
+            await manager.drop_collection("_default", name)

@@ -1,0 +1,80 @@
+"""The Couchbase SDK's errors, translated to ours in one place.
+
+| what happened | raised as |
+|---|---|
+| timeouts, no connection, service unavailable, temporary failure, cancelled, rate limited | `StoreUnavailableError` |
+| a mutation's timeout was ambiguous (it may have been applied) | `StoreUnavailableError`, saying so |
+| authentication, a missing bucket, scope or collection, anything else | `StoreError` |
+
+The SDK already sends a request again while the server answers "temporary failure" or a node is unreachable, until
+the operation's timeout; a failure that reaches us has used that budget. Expected outcomes of a conditional write
+(document exists, CAS mismatch, not found) are not errors: the callers give them their meaning.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable
+from types import ModuleType
+from typing import TypeVar
+
+from .._errors import StoreError, StoreUnavailableError
+from .._redact import redact
+
+__all__ = ["INSTALL_HINT", "import_acouchbase", "kv", "sdk_errors", "translate"]
+
+INSTALL_HINT = 'pip install "aioflamingock[couchbase]"'
+T = TypeVar("T")
+
+_TRANSIENT = (
+    "TimeoutException",
+    "UnAmbiguousTimeoutException",
+    "MissingConnectionException",
+    "ServiceUnavailableException",
+    "TemporaryFailException",
+    "RequestCanceledException",
+    "RateLimitedException",
+    "DocumentLockedException",
+)
+_AMBIGUOUS = ("AmbiguousTimeoutException", "DurabilitySyncWriteAmbiguousException")
+_MISSING = ("BucketNotFoundException", "ScopeNotFoundException", "CollectionNotFoundException")
+
+
+def import_acouchbase() -> ModuleType:
+    """acouchbase's cluster module, or an `ImportError` that says how to install it."""
+    try:
+        return importlib.import_module("acouchbase.cluster")
+    except ImportError as exc:
+        raise ImportError(f"aioflamingock.couchbase needs the Couchbase SDK: {INSTALL_HINT}") from exc
+
+
+def sdk_errors() -> ModuleType:
+    """`couchbase.exceptions`, imported where used (the SDK ships no type information)."""
+    return importlib.import_module("couchbase.exceptions")
+
+
+def _named(exc: BaseException, names: tuple[str, ...]) -> bool:
+    return any(cls.__name__ in names for cls in type(exc).__mro__)
+
+
+def translate(exc: BaseException, what: str) -> StoreError:
+    """Our exception for an SDK error; the caller raises it `from exc`. Messages are redacted."""
+    message = redact(f"Couchbase failed while {what}: {type(exc).__name__}: {exc}")
+    if _named(exc, _AMBIGUOUS):
+        return StoreUnavailableError(f"{message} (the write may or may not have been applied)")
+    if _named(exc, _TRANSIENT):
+        return StoreUnavailableError(message)
+    if _named(exc, _MISSING):
+        return StoreError(f"{message} (does it exist, and may these credentials use it?)")
+    return StoreError(message)
+
+
+async def kv(what: str, operation: Awaitable[T], *, expected: tuple[type[BaseException], ...] = ()) -> T:
+    """Await one SDK operation. Exceptions in `expected` pass through as the SDK raised them; other SDK errors
+    are translated."""
+    try:
+        return await operation
+    except expected:
+        raise
+    except sdk_errors().CouchbaseException as exc:
+        raise translate(exc, what) from exc

@@ -1,0 +1,108 @@
+"""The conformance suite on Couchbase (the key-value test double unless told otherwise), and the driver's imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import pytest
+
+from aioflamingock import AuditEntry, AuditStore, Fence
+from aioflamingock.couchbase import CouchbaseAuditStore, CouchbaseTargetSystem
+from aioflamingock.couchbase._lock import CouchbaseLock
+from aioflamingock.testing import AuditStoreConformance
+from tests.servers import CouchbaseServer
+
+from .conftest import connect_couchbase
+
+
+class ClusterOwningStore(AuditStore):
+    """The store as another process opens it for the multi-process race: the factory cannot await, so the cluster
+    is connected when the store opens."""
+
+    def __init__(self, server: CouchbaseServer, audit_collection: str, lock_collection: str) -> None:
+        self._server = server
+        self._names = {"audit_collection": audit_collection, "lock_collection": lock_collection}
+        self._cluster: Any = None
+        self._store: CouchbaseAuditStore | None = None
+
+    async def _open(self) -> None:
+        self._cluster = await connect_couchbase(self._server)
+        target = CouchbaseTargetSystem("db", cluster=self._cluster, bucket=self._server.bucket)
+        self._store = CouchbaseAuditStore.from_target(target, **self._names)
+        await self._store.open()
+
+    async def _close(self) -> None:
+        if self._store is not None:
+            await self._store.close()
+        await self._cluster.close()
+
+    @property
+    def _opened(self) -> CouchbaseAuditStore:
+        assert self._store is not None, "open the store first"
+        return self._store
+
+    @property
+    def lock(self) -> CouchbaseLock:
+        return self._opened.lock
+
+    async def append(self, entry: AuditEntry, *, fence: Fence) -> None:
+        await self._opened.append(entry, fence=fence)
+
+    async def current_states(self, change_ids: Iterable[str] | None = None) -> dict[str, AuditEntry]:
+        return await self._opened.current_states(change_ids)
+
+    def history(self) -> AsyncIterator[AuditEntry]:
+        return self._opened.history()
+
+
+def open_store(
+    connection_string: str, username: str, password: str, bucket: str, audit: str, lock: str
+) -> ClusterOwningStore:
+    """Used by the multi-process race: the same collections, from another process, with a cluster of its own."""
+    server = CouchbaseServer(connection_string, username, password, bucket, False, lambda: None)
+    return ClusterOwningStore(server, audit, lock)
+
+
+class TestCouchbaseAuditStore(AuditStoreConformance):
+    @pytest.fixture
+    async def store(
+        self, couchbase_server: CouchbaseServer, couchbase_cluster: Any, couchbase_collections: dict[str, str]
+    ) -> AsyncIterator[CouchbaseAuditStore]:
+        server = couchbase_server
+        self._args = [
+            server.connection_string,
+            server.username,
+            server.password,
+            server.bucket,
+            couchbase_collections["audit_collection"],
+            couchbase_collections["lock_collection"],
+        ]
+        target = CouchbaseTargetSystem("db", cluster=couchbase_cluster, bucket=server.bucket)
+        async with CouchbaseAuditStore.from_target(target, **couchbase_collections) as store:
+            yield store
+
+    def process_factory(self) -> tuple[str, list[str]]:
+        return "tests.stores.test_couchbase:open_store", self._args
+
+
+def test_without_the_sdk_the_error_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['acouchbase'] = None; sys.modules['acouchbase.cluster'] = None\n"
+        "from aioflamingock.couchbase import CouchbaseTargetSystem\n"
+        "try:\n"
+        "    CouchbaseTargetSystem('db', cluster=object(), bucket='b')\n"
+        "except ImportError as exc:\n"
+        "    sys.exit(str(exc))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert 'pip install "aioflamingock[couchbase]"' in done.stderr
+
+
+def test_importing_the_backend_imports_no_driver() -> None:
+    drivers = ["couchbase", "acouchbase"]
+    code = f"import sys, aioflamingock.couchbase\nprint(','.join(m for m in {drivers!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == ""
