@@ -135,7 +135,7 @@ class CouchbaseTargetSystem(TransactionalTargetSystem):
         twice inside one attempt we cannot see, so a second call ends the transaction with
         `TransactionOutcomeUnknownError` and the next run reads what the audit says."""
         attempts: asyncio.Queue[Any] = asyncio.Queue()
-        body_done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        commit: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         calls = 0
 
         async def logic(attempt: Any) -> None:
@@ -144,25 +144,23 @@ class CouchbaseTargetSystem(TransactionalTargetSystem):
             if calls > 1:
                 raise _Reattempted()
             attempts.put_nowait(attempt)
-            failure = await asyncio.shield(body_done)
-            if failure is not None:
-                raise failure
+            if not await asyncio.shield(commit):
+                raise _RolledBack()
 
         run = asyncio.ensure_future(self.cluster.transactions.run(logic))
         attempt = await _first_attempt(run, attempts)
         try:
             yield CouchbaseTransaction(self._context(attempt))
         except BaseException as exc:
-            body_done.set_result(exc if isinstance(exc, Exception) else _Cancelled())
-            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_SECONDS):
-                await asyncio.wait([run])
-            if run.done() and not run.cancelled():
-                run.exception()  # rolled back: the body's own exception is what the caller gets
+            commit.set_result(False)
+            with anyio.CancelScope(shield=True):
+                await _rolled_back(run)
             if isinstance(exc, sdk_errors().TransactionOperationFailed):
                 raise TransactionAbortedError(f"a Couchbase transaction's operation failed: {exc}") from exc
             raise
-        body_done.set_result(None)
-        await _committed(run)
+        commit.set_result(True)
+        with anyio.CancelScope(shield=True):  # a commit cut short would leave its outcome unknown
+            await _committed(run)
 
     async def write_marker(self, tx: Transaction, marker: Marker) -> None:
         assert isinstance(tx, CouchbaseTransaction) and tx.context.transaction is not None
@@ -181,8 +179,19 @@ class CouchbaseTargetSystem(TransactionalTargetSystem):
         return self.keyspace(DEFAULT_SCOPE, scope=DEFAULT_SCOPE)
 
 
-class _Cancelled(Exception):
-    """The body was cancelled: the transaction rolls back."""
+class _RolledBack(Exception):
+    """The body raised or was cancelled: the SDK rolls the attempt back."""
+
+
+async def _rolled_back(run: asyncio.Future[Any]) -> None:
+    """Wait, for a bounded time, until the SDK has rolled the attempt back; its error is expected and dropped (the
+    body's own exception is what the caller gets)."""
+    with anyio.move_on_after(_CLEANUP_SECONDS):
+        await asyncio.wait([run])
+    if not run.done():
+        run.cancel()  # the server's transaction expiry and cleanup finish what the SDK did not
+    elif not run.cancelled():
+        run.exception()
 
 
 async def _first_attempt(run: asyncio.Future[Any], attempts: asyncio.Queue[Any]) -> Any:

@@ -4,9 +4,10 @@ The transactional paths (shared and marker) need ACID transactions: they run on 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 import pytest
 
 from aioflamingock import (
@@ -20,6 +21,7 @@ from aioflamingock import (
     Recovery,
     RunStatus,
     StoreError,
+    TransactionOutcomeUnknownError,
     TxStrategy,
 )
 from aioflamingock.couchbase import CouchbaseAuditStore, CouchbaseContext, CouchbaseTargetSystem
@@ -368,3 +370,83 @@ def test_bad_names_are_configuration_errors(couchbase_cluster: Any, options: dic
 def test_bad_collection_names_are_configuration_errors(app: CouchbaseTargetSystem) -> None:
     with pytest.raises(ConfigurationError, match="audit_collection '_audit' must not"):
         CouchbaseAuditStore.from_target(app, audit_collection="_audit")
+
+
+# -- the transaction bridge -------------------------------------------------------------------------------------------
+
+
+class SdkLikeTransactions:
+    """`cluster.transactions` with the SDK's own control flow (`run_async` of couchbase 4.x: a new attempt, the
+    logic, then the commit; a logic that raises is rolled back and raised as `TransactionFailed` with the logic's
+    exception as `inner_cause`; a commit that fails starts a new attempt). No server behind it: this checks how the
+    target drives the SDK's callback API, not Couchbase's transactions, which need a real server (see above)."""
+
+    def __init__(self, commits: list[bool]) -> None:
+        self.commits = commits
+        self.attempts = 0
+        self.rolled_back = 0
+        self.committed = 0
+
+    async def run(self, logic: Any) -> str:
+        from couchbase.exceptions import TransactionFailed
+
+        while True:
+            self.attempts += 1
+            try:
+                await logic(object())
+            except Exception as exc:
+                self.rolled_back += 1
+                raise TransactionFailed(exc_info={"inner_cause": exc}) from None
+            if self.commits.pop(0):
+                self.committed += 1
+                return "result"
+
+
+@pytest.fixture
+def sdk_like(
+    app: CouchbaseTargetSystem, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[list[bool]], SdkLikeTransactions]:
+    def install(commits: list[bool]) -> SdkLikeTransactions:
+        transactions = SdkLikeTransactions(commits)
+        monkeypatch.setattr(type(app.cluster), "transactions", property(lambda self: transactions))
+        return transactions
+
+    return install
+
+
+async def test_the_block_commits_one_attempt(app: CouchbaseTargetSystem, sdk_like: Any) -> None:
+    transactions = sdk_like([True])
+    async with app, app.transaction() as tx:
+        assert tx.context.transaction is not None
+    assert (transactions.attempts, transactions.committed, transactions.rolled_back) == (1, 1, 0)
+
+
+async def test_a_block_that_raises_rolls_back_and_the_caller_gets_its_exception(
+    app: CouchbaseTargetSystem, sdk_like: Any
+) -> None:
+    transactions = sdk_like([True])
+    async with app:
+        with pytest.raises(ValueError, match="boom"):
+            async with app.transaction():
+                raise ValueError("boom")
+    assert (transactions.attempts, transactions.committed, transactions.rolled_back) == (1, 0, 1)
+
+
+async def test_a_cancelled_block_rolls_back(app: CouchbaseTargetSystem, sdk_like: Any) -> None:
+    transactions = sdk_like([True])
+    async with app:
+        with anyio.move_on_after(0.05):
+            async with app.transaction():
+                await anyio.sleep(10)
+    assert (transactions.committed, transactions.rolled_back) == (0, 1)
+
+
+async def test_a_commit_the_sdk_would_run_again_is_an_unknown_outcome(
+    app: CouchbaseTargetSystem, sdk_like: Any
+) -> None:
+    transactions = sdk_like([False, True])
+    async with app:
+        with pytest.raises(TransactionOutcomeUnknownError, match="started it again"):
+            async with app.transaction():
+                pass
+    assert transactions.attempts == 2 and transactions.committed == 0, "the change must not run in a second attempt"
