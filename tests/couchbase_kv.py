@@ -10,14 +10,24 @@ operations against one bucket on one node, all in memory, in one asyncio loop:
 - get, upsert, insert, replace, remove (all with CAS checks), exists (GET_META and OBSERVE), touch, get-and-touch,
   document flags and expiry (a document whose time is up is dropped when a request next reaches it), mutation
   tokens;
+- sub-document operations on the document body: lookup_in and mutate_in, which the SDK always sends as
+  SUBDOC_MULTI_LOOKUP / SUBDOC_MULTI_MUTATION (even for one spec; the single-path opcodes answer UNKNOWN_COMMAND):
+  get, exists, count, get_full; upsert, insert, replace, remove, array append/prepend/insert/add-unique, counters,
+  whole-document replace("") / remove(""); the server's path syntax (a.b[0][-1], `key.with.dots`, create_parents),
+  limits and per-path statuses, all-or-nothing mutations, mkdoc/add (StoreSemantics), CAS, expiry and
+  preserve-expiry. A mutated document is stored compact (a real server splices the text and keeps the rest as it
+  was: the same JSON, other whitespace);
 - a minimal management HTTP endpoint (the `mgmt` port of the configuration) for the collection manager:
   list scopes, create/drop a scope, create/drop a collection (a collection's maxTTL is accepted and ignored).
 
-What it does NOT cover: ACID transactions (no xattrs, no sub-document operations, so no ATRs), the query, search,
+What it does NOT cover: extended attributes (xattrs: a sub-document path with the xattr flag answers NOT_SUPPORTED,
+as a server does on a connection that did not negotiate them, and the SDK raises UnsupportedOperation), and
+therefore ACID transactions (their ATRs and staged documents live in xattrs), nor tombstones; the query, search,
 analytics, eventing and views services, replicas and replica reads, durability (a durability level is accepted and
 ignored: every write is applied to the one in-memory copy before the reply), persistence, DCP, TLS, locking
-(get-and-lock/unlock), counters, append/prepend, compression, rebalancing and any topology change. An operation it
-does not implement answers UNKNOWN_COMMAND, so the SDK fails loudly instead of hanging.
+(get-and-lock/unlock), document counters (increment/decrement; sub-document counters work), append/prepend,
+compression, rebalancing and any topology change. An operation it does not implement answers UNKNOWN_COMMAND, so
+the SDK fails loudly instead of hanging.
 
 In the same process: `server.start_in_thread()` (its own loop in a daemon thread) or `await server.start()`, then
 connect with `server.connection_string`. As a process of its own: `python -m tests.couchbase_kv --port P`, which
@@ -35,6 +45,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import signal
 import socket
@@ -44,6 +55,8 @@ import time
 import urllib.parse
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 __all__ = ["CouchbaseKVServer"]
 
@@ -84,6 +97,8 @@ class Op(enum.IntEnum):
     GET_CLUSTER_CONFIG = 0xB5
     GET_COLLECTIONS_MANIFEST = 0xBA
     GET_COLLECTION_ID = 0xBB
+    SUBDOC_MULTI_LOOKUP = 0xD0
+    SUBDOC_MULTI_MUTATION = 0xD1
     GET_ERROR_MAP = 0xFE
 
 
@@ -103,6 +118,20 @@ class Status(enum.IntEnum):
     UNKNOWN_COLLECTION = 0x88
     UNKNOWN_SCOPE = 0x8C
     DURABILITY_INVALID_LEVEL = 0xA0
+    SUBDOC_PATH_ENOENT = 0xC0
+    SUBDOC_PATH_MISMATCH = 0xC1
+    SUBDOC_PATH_EINVAL = 0xC2
+    SUBDOC_PATH_E2BIG = 0xC3
+    SUBDOC_DOC_E2DEEP = 0xC4
+    SUBDOC_VALUE_CANTINSERT = 0xC5
+    SUBDOC_DOC_NOT_JSON = 0xC6
+    SUBDOC_NUM_ERANGE = 0xC7
+    SUBDOC_DELTA_EINVAL = 0xC8
+    SUBDOC_PATH_EEXISTS = 0xC9
+    SUBDOC_VALUE_ETOODEEP = 0xCA
+    SUBDOC_INVALID_COMBO = 0xCB
+    SUBDOC_MULTI_PATH_FAILURE = 0xCC
+    SUBDOC_XATTR_INVALID_FLAG_COMBO = 0xCE
 
 
 class Feature(enum.IntEnum):
@@ -145,6 +174,32 @@ ERRORS: dict[Status, tuple[str, str, list[str]]] = {
     Status.UNKNOWN_COLLECTION: ("UNKNOWN_COLLECTION", "Unknown Collection", ["fetch-config", "item-only"]),
     Status.UNKNOWN_SCOPE: ("UNKNOWN_SCOPE", "Unknown Scope", ["fetch-config", "item-only"]),
     Status.DURABILITY_INVALID_LEVEL: ("DURABILITY_INVALID_LEVEL", "Invalid durability level", ["invalid-input"]),
+    Status.SUBDOC_PATH_ENOENT: ("SUBDOC_PATH_ENOENT", "Subdoc: Path not found in document", ["subdoc", "item-only"]),
+    Status.SUBDOC_PATH_MISMATCH: ("SUBDOC_PATH_MISMATCH", "Subdoc: Path mismatch", ["subdoc", "item-only"]),
+    Status.SUBDOC_PATH_EINVAL: ("SUBDOC_PATH_EINVAL", "Subdoc: Invalid path", ["subdoc", "invalid-input"]),
+    Status.SUBDOC_PATH_E2BIG: ("SUBDOC_PATH_E2BIG", "Subdoc: Path size exceeds limit", ["subdoc", "invalid-input"]),
+    Status.SUBDOC_DOC_E2DEEP: ("SUBDOC_PATH_E2DEEP", "Subdoc: Document too deep", ["subdoc", "invalid-input"]),
+    Status.SUBDOC_VALUE_CANTINSERT: ("SUBDOC_VALUE_CANTINSERT", "Subdoc: Invalid value", ["subdoc", "invalid-input"]),
+    Status.SUBDOC_DOC_NOT_JSON: ("SUBDOC_DOC_NOTJSON", "Subdoc: Document not JSON", ["subdoc", "item-only"]),
+    Status.SUBDOC_NUM_ERANGE: ("SUBDOC_NUM_ERANGE", "Subdoc: Number out of range", ["subdoc", "item-only"]),
+    Status.SUBDOC_DELTA_EINVAL: ("SUBDOC_DELTA_EINVAL", "Subdoc: Invalid delta", ["subdoc", "item-only"]),
+    Status.SUBDOC_PATH_EEXISTS: ("SUBDOC_PATH_EEXISTS", "Subdoc: Path already exists", ["subdoc", "item-only"]),
+    Status.SUBDOC_VALUE_ETOODEEP: (
+        "SUBDOC_VALUE_ETOODEEP",
+        "Subdoc: Value too deep",
+        ["subdoc", "invalid-input", "item-only"],
+    ),
+    Status.SUBDOC_INVALID_COMBO: ("SUBDOC_INVALID_COMBO", "Subdoc: Invalid combination", ["subdoc", "invalid-input"]),
+    Status.SUBDOC_MULTI_PATH_FAILURE: (
+        "SUBDOC_MULTI_PATH_FAILURE",
+        "Subdoc: Some (or all) commands failed",
+        ["subdoc", "special-handling"],
+    ),
+    Status.SUBDOC_XATTR_INVALID_FLAG_COMBO: (
+        "SUBDOC_XATTR_INVALID_FLAG_COMBO",
+        "Subdoc: Invalid flag combination",
+        ["subdoc", "invalid-input"],
+    ),
 }
 
 SCRAM_HASHES = {"SCRAM-SHA512": "sha512", "SCRAM-SHA256": "sha256", "SCRAM-SHA1": "sha1"}
@@ -254,10 +309,623 @@ def absolute_expiry(expiry: int) -> float:
 def is_json(value: bytes) -> bool:
     # The real server inspects every value and sets the JSON datatype itself, whatever the client claims.
     try:
-        json.loads(value)
-    except ValueError:
+        load_json(value)
+    except (ValueError, RecursionError):
         return False
     return True
+
+
+@dataclass(frozen=True)
+class Number:
+    """A JSON number as written: sub-document operations keep it verbatim (no float rounding, no 1e400 -> inf)."""
+
+    text: str
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")  # Python's json module would accept NaN and Infinity
+
+
+def load_json(text: bytes) -> Any:
+    # Integers are exact as Python ints; only a number with a fraction or an exponent needs its text kept.
+    return json.loads(text.decode(), parse_float=Number, parse_constant=_not_json)
+
+
+def dump_json(value: Any) -> str:
+    # Compact: the real server splices the new text into the old one, so the rest of the document keeps its
+    # whitespace there; here a mutated document is written back compact. The same JSON either way. The C encoder
+    # does it unless a kept number or a lone surrogate needs the careful path below: documents grow to megabytes.
+    try:
+        dumped = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_refuse)
+        dumped.encode()
+    except (TypeError, UnicodeEncodeError):
+        return _dump_carefully(value)
+    return dumped
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(type(value).__name__)
+
+
+def _dump_carefully(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_dump_string(k)}:{_dump_carefully(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_dump_carefully(v) for v in value) + "]"
+    if isinstance(value, Number):
+        return value.text
+    if isinstance(value, str):
+        return _dump_string(value)
+    return json.dumps(value)  # true, false, null
+
+
+def _dump_string(text: str) -> str:
+    dumped = json.dumps(text, ensure_ascii=False)
+    try:
+        dumped.encode()
+    except UnicodeEncodeError:  # a lone surrogate, from a \ud800 escape: only its escaped form is valid UTF-8
+        return json.dumps(text)
+    return dumped
+
+
+def too_deep(value: Any, levels: int) -> bool:
+    """Whether `value` needs more than `levels` levels of nesting (a scalar or an empty container needs one)."""
+    if levels <= 0:
+        return True
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return any(too_deep(child, levels - 1) for child in children)
+
+
+# --- sub-document operations: the parts of kv_engine's subdoc executor and of subjson that the SDK reaches ---
+
+
+class SubdocOp(enum.IntEnum):
+    """Operation codes of the specs inside SUBDOC_MULTI_LOOKUP / SUBDOC_MULTI_MUTATION."""
+
+    GET_DOC = 0x00  # the whole-document operations reuse the GET, SET and DELETE opcodes, with an empty path
+    SET_DOC = 0x01
+    DELETE_DOC = 0x04
+    GET = 0xC5
+    EXISTS = 0xC6
+    DICT_ADD = 0xC7
+    DICT_UPSERT = 0xC8
+    DELETE = 0xC9
+    REPLACE = 0xCA
+    ARRAY_PUSH_LAST = 0xCB
+    ARRAY_PUSH_FIRST = 0xCC
+    ARRAY_INSERT = 0xCD
+    ARRAY_ADD_UNIQUE = 0xCE
+    COUNTER = 0xCF
+    GET_COUNT = 0xD2
+
+
+PATH_MKDIR_P = 0x01  # path flags: create the missing parents,
+PATH_XATTR = 0x04  # the path is in the extended attributes, not the body,
+PATH_EXPAND_MACROS = 0x10  # expand ${Mutation.CAS} and the like (in xattrs only)
+DOC_MKDOC = 0x01  # document flags: create the document if it is missing (StoreSemantics.UPSERT),
+DOC_ADD = 0x02  # create it and fail if it exists (StoreSemantics.INSERT),
+DOC_ACCESS_DELETED = 0x04  # also reach deleted documents (there are no tombstones here, so nothing more to reach)
+KNOWN_DOC_FLAGS = DOC_MKDOC | DOC_ADD | DOC_ACCESS_DELETED  # create-as-deleted, revive, replica read: refused
+
+SUBDOC_MAX_SPECS = 16
+SUBDOC_MAX_PATH = 1024  # bytes
+SUBDOC_MAX_COMPONENTS = 32  # of a parsed path, counting its implicit root: 31 written ones (subjson's limit)
+SUBDOC_MAX_DEPTH = 32  # levels of a document the parser descends, the top-level object or array being the first
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+JSON_WHITESPACE = b" \t\n\r"
+DELTA = re.compile(rb"-?[1-9][0-9]*")  # a counter delta: an int64, no sign but "-", no leading zero, not zero
+INTEGER = re.compile(r"-?[0-9]+")
+ARRAY_INDEX = re.compile(r"-1|[0-9]*")  # "[]" is index 0 to the server's parser
+JSON_ESCAPES = frozenset('"\\/bfnrt')  # the escapes a path may use; \u is refused
+
+LOOKUP_SPEC = struct.Struct(">BBH")  # opcode, path flags, path length
+MUTATION_SPEC = struct.Struct(">BBHI")  # opcode, path flags, path length, value length
+LOOKUP_RESULT = struct.Struct(">HI")  # status, value length (then the value), for every spec
+MUTATION_RESULT = struct.Struct(">BHI")  # spec index, status, value length: only for specs with a value (counters)
+MUTATION_FAILURE = struct.Struct(">BH")  # index and status of the first spec that failed
+
+SubdocPath = list[str | int]  # dictionary keys and array indexes (-1 is the last element)
+
+
+@dataclass(frozen=True)
+class SpecTraits:
+    """What the server's validator accepts for one spec opcode (kv_engine's subdocument_traits.h)."""
+
+    mutator: bool
+    path_flags: int
+    doc_flags: int  # the document flags the spec accepts in its command
+    has_value: bool
+    empty_path: bool  # may the path be empty, meaning the whole body
+    whole_doc: bool = False  # operates on the whole body, so the path must be empty
+
+
+_STORE_FLAGS = PATH_MKDIR_P | PATH_XATTR | PATH_EXPAND_MACROS
+_CREATING = DOC_MKDOC | DOC_ADD | DOC_ACCESS_DELETED
+_LOOKUP = SpecTraits(False, PATH_XATTR, DOC_ACCESS_DELETED, has_value=False, empty_path=False)
+_STORE = SpecTraits(True, _STORE_FLAGS, _CREATING, has_value=True, empty_path=False)
+_PUSH = SpecTraits(True, _STORE_FLAGS, _CREATING, has_value=True, empty_path=True)
+_AT_PATH = SpecTraits(True, PATH_XATTR | PATH_EXPAND_MACROS, DOC_ACCESS_DELETED | DOC_ADD, True, empty_path=False)
+SPEC_TRAITS: dict[int, SpecTraits] = {
+    SubdocOp.GET_DOC: SpecTraits(False, 0, DOC_ACCESS_DELETED, False, empty_path=True, whole_doc=True),
+    SubdocOp.SET_DOC: SpecTraits(True, 0, DOC_MKDOC | DOC_ADD, True, empty_path=True, whole_doc=True),
+    SubdocOp.DELETE_DOC: SpecTraits(True, 0, DOC_ACCESS_DELETED, False, empty_path=True, whole_doc=True),
+    SubdocOp.GET: _LOOKUP,
+    SubdocOp.EXISTS: _LOOKUP,
+    SubdocOp.GET_COUNT: SpecTraits(False, PATH_XATTR, DOC_ACCESS_DELETED, has_value=False, empty_path=True),
+    SubdocOp.DICT_ADD: _STORE,
+    SubdocOp.DICT_UPSERT: _STORE,
+    SubdocOp.DELETE: SpecTraits(True, PATH_XATTR, DOC_ACCESS_DELETED, has_value=False, empty_path=False),
+    SubdocOp.REPLACE: _AT_PATH,  # neither replace nor insert accepts mkdoc: there would be nothing to act on
+    SubdocOp.ARRAY_PUSH_LAST: _PUSH,
+    SubdocOp.ARRAY_PUSH_FIRST: _PUSH,
+    SubdocOp.ARRAY_INSERT: _AT_PATH,
+    SubdocOp.ARRAY_ADD_UNIQUE: SpecTraits(True, PATH_MKDIR_P | PATH_XATTR, _CREATING, True, empty_path=True),
+    SubdocOp.COUNTER: SpecTraits(True, PATH_MKDIR_P | PATH_XATTR, _CREATING, True, empty_path=False),
+}
+ARRAY_OPS = frozenset({SubdocOp.ARRAY_PUSH_LAST, SubdocOp.ARRAY_PUSH_FIRST, SubdocOp.ARRAY_ADD_UNIQUE})
+
+
+@dataclass(frozen=True)
+class Spec:
+    opcode: int
+    flags: int
+    path: bytes
+    value: bytes
+
+
+@dataclass(frozen=True)
+class SubdocExtras:
+    doc_flags: int
+    expiry: int  # of the mutated document: as sent, and 0 (never) when absent, as for any other write
+    user_flags: int | None  # newer clients may set the document flags along with a mutation
+
+
+class Body:
+    """The document body a multi-path command works on, spec after spec. Parsed once and written back once, however
+    many specs the command has: a head document of megabytes is then parsed once per command, not once per spec."""
+
+    def __init__(self, value: bytes, is_json: bool, deleted: bool = False) -> None:
+        self._value = value
+        self.is_json = is_json
+        self.deleted = deleted
+        self._root: Any = None
+        self._parsed = False
+        self._changed = False
+
+    @property
+    def value(self) -> bytes:
+        if self._changed:
+            self._value = dump_json(self._root).encode()
+            self._changed = False
+        return self._value
+
+    @value.setter
+    def value(self, value: bytes) -> None:
+        self._value, self._parsed, self._changed = value, False, False
+
+    def tree(self) -> Any:
+        """The body parsed for a path operation: subjson parses an object or an array, and only so deep."""
+        if self._parsed:
+            return self._root
+        try:
+            root = load_json(self._value)
+        except RecursionError:
+            raise StatusError(Status.SUBDOC_DOC_E2DEEP) from None
+        except ValueError:
+            raise StatusError(Status.SUBDOC_DOC_NOT_JSON) from None
+        if not isinstance(root, dict | list):
+            raise StatusError(Status.SUBDOC_DOC_NOT_JSON)
+        if too_deep(root, SUBDOC_MAX_DEPTH):
+            raise StatusError(Status.SUBDOC_DOC_E2DEEP)
+        self._root, self._parsed = root, True
+        return root
+
+    def update(self, root: Any) -> None:
+        self._root, self._parsed, self._changed = root, True, True
+
+
+def parse_subdoc_extras(request: Request, *, mutation: bool) -> SubdocExtras:
+    """The extras of a multi-path command: [expiry (4) [user flags (4)]] [document flags (1)]."""
+    extras = request.extras
+    if request.datatype or len(extras) not in ((0, 1, 4, 5, 8, 9) if mutation else (0, 1)):
+        raise StatusError(Status.EINVAL)  # the specs are raw bytes, whatever they hold
+    doc_flags = extras[-1] if len(extras) % 4 == 1 else 0
+    expiry = struct.unpack_from(">I", extras)[0] if len(extras) >= 4 else 0
+    user_flags = struct.unpack_from(">I", extras, 4)[0] if len(extras) >= 8 else None
+    if doc_flags & ~KNOWN_DOC_FLAGS or (doc_flags & DOC_ADD and (request.cas or doc_flags & DOC_MKDOC)):
+        raise StatusError(Status.EINVAL)  # "add" means a new document: no CAS, and not "mkdoc" too
+    return SubdocExtras(doc_flags, expiry, user_flags)
+
+
+def parse_specs(value: bytes, doc_flags: int, *, mutation: bool) -> list[Spec]:
+    """The specs of a multi-path command, checked as the server checks them all before it runs any."""
+    header = MUTATION_SPEC if mutation else LOOKUP_SPEC
+    specs: list[Spec] = []
+    offset = 0
+    while offset < len(value) and len(specs) < SUBDOC_MAX_SPECS:
+        if specs and specs[-1].opcode == SubdocOp.DELETE_DOC:
+            raise StatusError(Status.SUBDOC_INVALID_COMBO)  # deleting the document must be the only spec
+        if offset + header.size > len(value):
+            raise StatusError(Status.EINVAL)
+        opcode, flags, path_length, *value_length = header.unpack_from(value, offset)
+        start = offset + header.size
+        offset = start + path_length + sum(value_length)
+        if offset > len(value):
+            raise StatusError(Status.EINVAL)
+        spec = Spec(opcode, flags, value[start : start + path_length], value[start + path_length : offset])
+        check_spec(spec, doc_flags, mutation=mutation)
+        if specs and spec.opcode == SubdocOp.DELETE_DOC:
+            raise StatusError(Status.SUBDOC_INVALID_COMBO)
+        specs.append(spec)
+    if not specs or offset < len(value):
+        raise StatusError(Status.SUBDOC_INVALID_COMBO)  # no spec at all, or more than 16
+    return specs
+
+
+def check_spec(spec: Spec, doc_flags: int, *, mutation: bool) -> None:
+    traits = SPEC_TRAITS.get(spec.opcode)
+    if traits is None or traits.mutator != mutation:
+        raise StatusError(Status.SUBDOC_INVALID_COMBO)  # unknown, or a lookup among mutations or the reverse
+    if spec.flags & ~traits.path_flags or doc_flags & ~traits.doc_flags:
+        raise StatusError(Status.EINVAL)
+    if len(spec.path) > SUBDOC_MAX_PATH or (traits.whole_doc and spec.path):
+        raise StatusError(Status.EINVAL)
+    if spec.flags & PATH_XATTR:
+        # What a server answers a connection that did not negotiate xattrs (HELLO): this one never agrees to them,
+        # so no xattrs here, and no transactions, whose records and staged documents live in xattrs.
+        raise StatusError(Status.NOT_SUPPORTED)
+    if spec.flags & PATH_EXPAND_MACROS:
+        raise StatusError(Status.SUBDOC_XATTR_INVALID_FLAG_COMBO)  # macros expand in xattrs only
+    if not spec.path and not traits.empty_path:
+        raise StatusError(Status.EINVAL)
+    if bool(spec.value) != traits.has_value:
+        raise StatusError(Status.EINVAL)
+
+
+def new_document(specs: list[Spec]) -> Body:
+    """What mkdoc/add start from when the document is missing: the first spec with a path decides its type."""
+    for spec in specs:
+        path = spec.path.lstrip()
+        if path[:1] == b"[" or (not path and spec.opcode in ARRAY_OPS):
+            return Body(b"[]", is_json=True)
+        if path:
+            return Body(b"{}", is_json=True)
+    return Body(b"", is_json=False)  # whole-document operations only: SET_DOC provides the body
+
+
+# --- paths, as subjson parses them: a.b[0].`key.with.dots`[-1] ---
+
+
+def parse_path(raw: bytes) -> SubdocPath:
+    try:
+        path = raw.decode()
+    except UnicodeDecodeError:
+        raise StatusError(Status.SUBDOC_PATH_EINVAL) from None
+    components: SubdocPath = []
+    position = 0
+    while position < len(path):
+        if path[position] == "[":
+            position = _parse_index(path, position, components)
+        else:
+            position = _parse_key(path, position, components)
+    return components
+
+
+def _parse_index(path: str, start: int, components: SubdocPath) -> int:
+    end = path.find("]", start)
+    text = path[start + 1 : end]
+    if end < 0 or not ARRAY_INDEX.fullmatch(text) or int(text or "0") >= 2**64:
+        raise StatusError(Status.SUBDOC_PATH_EINVAL)
+    _add_component(components, int(text or "0"))
+    position = end + 1
+    if position < len(path) and path[position] != "[":  # an index ends the path, or is followed by "." or "["
+        if path[position] != ".":
+            raise StatusError(Status.SUBDOC_PATH_EINVAL)
+        position += 1
+    return position
+
+
+def _parse_key(path: str, start: int, components: SubdocPath) -> int:
+    """Parse the dictionary key at `start`, up to "." (consumed) or "[" (not); backticks quote a key."""
+    quoted = escaped = False
+    backticks = 0
+    for position in range(start, len(path)):
+        char = path[position]
+        if escaped:  # a JSON escape, as the key is written in the document
+            if char not in JSON_ESCAPES:
+                raise StatusError(Status.SUBDOC_PATH_EINVAL)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"' or ord(char) < 0x1F:
+            raise StatusError(Status.SUBDOC_PATH_EINVAL)
+        if char == "`":
+            backticks += 1
+            quoted = not quoted
+        if quoted:
+            continue
+        if char == "]":
+            raise StatusError(Status.SUBDOC_PATH_EINVAL)
+        if char in ".[":
+            _add_key(components, path[start:position], backticks)
+            return position + 1 if char == "." else position
+    if quoted or escaped:
+        raise StatusError(Status.SUBDOC_PATH_EINVAL)
+    _add_key(components, path[start:], backticks)
+    return len(path)
+
+
+def _add_key(components: SubdocPath, key: str, backticks: int) -> None:
+    if len(key) > 1 and key[0] == key[-1] == "`":
+        key, backticks = key[1:-1], backticks - 2
+    _add_component(components, key)
+    if not key:
+        raise StatusError(Status.SUBDOC_PATH_EINVAL)  # "a..b", ".a", "``"
+    if backticks:  # `` is a literal backtick; a lone one only quotes
+        key = re.sub("``?", lambda quote: quote[0][1:], key)
+    components[-1] = json.loads(f'"{key}"', strict=False)  # the escapes are checked already
+
+
+def _add_component(components: SubdocPath, component: str | int) -> None:
+    if len(components) + 1 >= SUBDOC_MAX_COMPONENTS:
+        raise StatusError(Status.SUBDOC_PATH_E2BIG)
+    components.append(component)
+
+
+def resolve(root: Any, path: SubdocPath) -> tuple[list[Any], list[str | int]]:
+    """The values along `path` as far as it exists (the root first), and the keys that reach them (-1 resolved).
+
+    A key into an array, an index into an object or a step into a scalar is a PATH_MISMATCH, as soon as the walk
+    gets there; the path is complete when there is one key per component.
+    """
+    nodes: list[Any] = [root]
+    keys: list[str | int] = []
+    for component in path:
+        node = nodes[-1]
+        if isinstance(node, dict) and isinstance(component, str):
+            if component not in node:
+                break
+            keys.append(component)
+        elif isinstance(node, list) and isinstance(component, int):
+            index = len(node) - 1 if component == -1 else component
+            if not 0 <= index < len(node):
+                break
+            keys.append(index)
+        else:
+            raise StatusError(Status.SUBDOC_PATH_MISMATCH)
+        nodes.append(node[keys[-1]])
+    return nodes, keys
+
+
+def _found(root: Any, path: SubdocPath) -> Any:
+    nodes, keys = resolve(root, path)
+    if len(keys) < len(path):
+        raise StatusError(Status.SUBDOC_PATH_ENOENT)
+    return nodes[-1]
+
+
+def _create(node: Any, missing: SubdocPath, leaf: Any, *, mkdir: bool) -> None:
+    """Store `leaf` at the `missing` components below `node`, the deepest container of the path that exists.
+
+    Without mkdir_p only the last component may be missing; with it the others become objects. An array element
+    is never created that way (there is no telling what would fill the elements before it).
+    """
+    if (len(missing) > 1 and not mkdir) or not all(isinstance(component, str) for component in missing):
+        raise StatusError(Status.SUBDOC_PATH_ENOENT)
+    for component in missing[:-1]:
+        node[component] = {}
+        node = node[component]
+    node[missing[-1]] = leaf
+
+
+def parse_values(value: bytes, levels: int, *, single: bool = False, primitive: bool = False) -> list[Any]:
+    """The JSON value of a spec; array operations take several, comma-separated. `levels`: how deep one may be."""
+    if not value.strip(JSON_WHITESPACE):
+        raise StatusError(Status.SUBDOC_VALUE_CANTINSERT)  # else " " would insert an empty element into [1, ]
+    try:
+        items: list[Any] = load_json(b"[" + value + b"]")
+    except RecursionError:
+        raise StatusError(Status.SUBDOC_VALUE_ETOODEEP) from None
+    except ValueError:
+        raise StatusError(Status.SUBDOC_VALUE_CANTINSERT) from None
+    if (single and len(items) != 1) or (primitive and any(isinstance(item, dict | list) for item in items)):
+        raise StatusError(Status.SUBDOC_VALUE_CANTINSERT)
+    if any(too_deep(item, levels) for item in items):
+        raise StatusError(Status.SUBDOC_VALUE_ETOODEEP)  # the document would get deeper than the parser goes
+    return items
+
+
+def _new_key_levels(path: SubdocPath) -> int:
+    return SUBDOC_MAX_DEPTH - len(path)  # a value stored at the path itself
+
+
+def _element_levels(path: SubdocPath) -> int:
+    return SUBDOC_MAX_DEPTH - len(path) - 1  # an element of the array at the path
+
+
+# --- the operations of the specs; a failure raises StatusError before anything changes ---
+
+
+def _get(root: Any, path: SubdocPath) -> bytes:
+    return dump_json(_found(root, path)).encode()
+
+
+def _exists(root: Any, path: SubdocPath) -> bytes:
+    _found(root, path)
+    return b""
+
+
+def _get_count(root: Any, path: SubdocPath) -> bytes:
+    value = _found(root, path)
+    if not isinstance(value, dict | list):
+        raise StatusError(Status.SUBDOC_PATH_MISMATCH)
+    return str(len(value)).encode()
+
+
+def _store(op: SubdocOp, body: Body, path: SubdocPath, value: bytes, mkdir: bool) -> None:
+    """DICT_ADD, DICT_UPSERT and REPLACE."""
+    if not path:
+        raise StatusError(Status.SUBDOC_VALUE_CANTINSERT)  # the root can't be replaced: it would not be JSON
+    (item,) = parse_values(value, _new_key_levels(path), single=True)
+    root = body.tree()
+    nodes, keys = resolve(root, path)
+    if op != SubdocOp.REPLACE and isinstance(path[-1], int):
+        raise StatusError(Status.SUBDOC_PATH_EINVAL)  # the dictionary operations need a key, replace takes both
+    if len(keys) == len(path):
+        if op == SubdocOp.DICT_ADD:
+            raise StatusError(Status.SUBDOC_PATH_EEXISTS)
+        nodes[-2][keys[-1]] = item
+    elif op == SubdocOp.REPLACE:
+        raise StatusError(Status.SUBDOC_PATH_ENOENT)
+    else:
+        _create(nodes[-1], path[len(keys) :], item, mkdir=mkdir)
+    body.update(root)
+
+
+def _delete(body: Body, path: SubdocPath, _value: bytes, _mkdir: bool) -> None:
+    if not path:
+        raise StatusError(Status.SUBDOC_VALUE_CANTINSERT)
+    root = body.tree()
+    nodes, keys = resolve(root, path)
+    if len(keys) < len(path):
+        raise StatusError(Status.SUBDOC_PATH_ENOENT)
+    del nodes[-2][keys[-1]]
+    body.update(root)
+
+
+def _array_at(root: Any, path: SubdocPath, items: list[Any], mkdir: bool) -> list[Any] | None:
+    """The array at `path`; or None once `items` make a new array there, which takes mkdir_p (even for a key)."""
+    nodes, keys = resolve(root, path)
+    if len(keys) == len(path):
+        if not isinstance(nodes[-1], list):
+            raise StatusError(Status.SUBDOC_PATH_MISMATCH)
+        return nodes[-1]
+    if not mkdir:
+        raise StatusError(Status.SUBDOC_PATH_ENOENT)
+    _create(nodes[-1], path[len(keys) :], items, mkdir=True)
+    return None
+
+
+def _push(first: bool, body: Body, path: SubdocPath, value: bytes, mkdir: bool) -> None:
+    """ARRAY_PUSH_LAST and ARRAY_PUSH_FIRST; an empty path is the document itself."""
+    items = parse_values(value, _element_levels(path))
+    root = body.tree()
+    array = _array_at(root, path, items, mkdir)
+    if array is not None:
+        position = 0 if first else len(array)
+        array[position:position] = items
+    body.update(root)
+
+
+def _array_insert(body: Body, path: SubdocPath, value: bytes, _mkdir: bool) -> None:
+    """Insert before the element at path[-1]; or append, when it is the index just past the end."""
+    items = parse_values(value, _new_key_levels(path))
+    if not path or not isinstance(path[-1], int) or path[-1] < 0:
+        raise StatusError(Status.SUBDOC_PATH_EINVAL)
+    root = body.tree()
+    nodes, keys = resolve(root, path)
+    if len(keys) == len(path):
+        nodes[-2][keys[-1] : keys[-1]] = items
+    elif len(keys) == len(path) - 1 and path[-1] == len(nodes[-1]):
+        nodes[-1].extend(items)
+    else:
+        raise StatusError(Status.SUBDOC_PATH_ENOENT)
+    body.update(root)
+
+
+def _add_unique(body: Body, path: SubdocPath, value: bytes, mkdir: bool) -> None:
+    (item,) = parse_values(value, _element_levels(path), single=True, primitive=True)
+    root = body.tree()
+    array = _array_at(root, path, [item], mkdir)
+    if array is not None:
+        for element in array:  # in order: the first container or the first equal element decides
+            if isinstance(element, dict | list):
+                raise StatusError(Status.SUBDOC_PATH_MISMATCH)  # uniqueness is defined among scalars only
+            if dump_json(element) == dump_json(item):
+                raise StatusError(Status.SUBDOC_PATH_EEXISTS)
+        array.append(item)
+    body.update(root)
+
+
+def _counter(body: Body, path: SubdocPath, value: bytes, mkdir: bool) -> bytes:
+    """Add a delta to the integer at the path, or store the delta there; the result is the new number."""
+    if not DELTA.fullmatch(value) or not INT64_MIN <= int(value) <= INT64_MAX:
+        raise StatusError(Status.SUBDOC_DELTA_EINVAL)
+    root = body.tree()
+    nodes, keys = resolve(root, path)
+    if len(keys) == len(path):
+        result = _added(nodes[-1], int(value))
+        nodes[-2][keys[-1]] = result
+    else:
+        if (not mkdir and len(keys) < len(path) - 1) or not isinstance(nodes[-1], dict):
+            raise StatusError(Status.SUBDOC_PATH_ENOENT)
+        if isinstance(path[-1], int):
+            raise StatusError(Status.SUBDOC_PATH_EINVAL)
+        result = Number(value.decode())
+        _create(nodes[-1], path[len(keys) :], result, mkdir=True)
+    body.update(root)
+    return result.text.encode()
+
+
+def _added(current: Any, delta: int) -> Number:
+    if isinstance(current, int) and not isinstance(current, bool):
+        number = current  # integers are read as Python ints, exact
+    elif isinstance(current, Number) and INTEGER.fullmatch(current.text):
+        number = int(current.text)
+    else:
+        raise StatusError(Status.SUBDOC_PATH_MISMATCH)  # not a number, or a float / exponent
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise StatusError(Status.SUBDOC_NUM_ERANGE)
+    if not INT64_MIN <= number + delta <= INT64_MAX:
+        raise StatusError(Status.SUBDOC_VALUE_CANTINSERT)  # how the server reports subjson's DELTA_OVERFLOW
+    return Number(str(number + delta))
+
+
+LOOKUPS: dict[int, Callable[[Any, SubdocPath], bytes]] = {
+    SubdocOp.GET: _get,
+    SubdocOp.EXISTS: _exists,
+    SubdocOp.GET_COUNT: _get_count,
+}
+MUTATIONS: dict[int, Callable[[Body, SubdocPath, bytes, bool], bytes | None]] = {
+    SubdocOp.DICT_ADD: partial(_store, SubdocOp.DICT_ADD),
+    SubdocOp.DICT_UPSERT: partial(_store, SubdocOp.DICT_UPSERT),
+    SubdocOp.DELETE: _delete,
+    SubdocOp.REPLACE: partial(_store, SubdocOp.REPLACE),
+    SubdocOp.ARRAY_PUSH_LAST: partial(_push, False),
+    SubdocOp.ARRAY_PUSH_FIRST: partial(_push, True),
+    SubdocOp.ARRAY_INSERT: _array_insert,
+    SubdocOp.ARRAY_ADD_UNIQUE: _add_unique,
+    SubdocOp.COUNTER: _counter,
+}
+
+
+def lookup_one(spec: Spec, body: Body) -> tuple[Status, bytes]:
+    """The status and the value of one lookup spec: a failing spec does not stop the others."""
+    try:
+        if spec.opcode == SubdocOp.GET_DOC:
+            if not body.value:
+                raise StatusError(Status.SUBDOC_PATH_ENOENT)
+            return Status.SUCCESS, body.value  # JSON or not
+        if not body.is_json:
+            raise StatusError(Status.SUBDOC_DOC_NOT_JSON)
+        path = parse_path(spec.path)
+        return Status.SUCCESS, LOOKUPS[spec.opcode](body.tree(), path)
+    except StatusError as failure:
+        return failure.status, b""
+
+
+def mutate_one(spec: Spec, body: Body, mkdir: bool) -> bytes:
+    """Apply one mutation spec to `body` and return its value (a counter's); StatusError when it fails."""
+    if spec.opcode == SubdocOp.SET_DOC:
+        body.value, body.is_json = spec.value, is_json(spec.value)
+        return b""
+    if spec.opcode == SubdocOp.DELETE_DOC:
+        body.value, body.is_json, body.deleted = b"", False, True
+        return b""
+    if not body.is_json:
+        raise StatusError(Status.SUBDOC_DOC_NOT_JSON)
+    mkdir = mkdir or bool(spec.flags & PATH_MKDIR_P)
+    return MUTATIONS[spec.opcode](body, parse_path(spec.path), spec.value, mkdir) or b""
 
 
 class Bucket:
@@ -362,8 +1030,14 @@ class Bucket:
             raise StatusError(Status.KEY_ENOENT)
         return doc
 
+    def find(self, cid: int, key: bytes) -> Doc | None:
+        try:
+            return self.lookup(cid, key)
+        except StatusError:
+            return None
+
     def write(self, cid: int, key: bytes, vbucket: int, value: bytes, options: WriteOptions) -> Mutation:
-        current = self._current(cid, key)
+        current = self.find(cid, key)
         self._check_write(current, options)
         expiry = absolute_expiry(options.expiry)
         if options.preserve_ttl and current is not None:
@@ -384,12 +1058,6 @@ class Bucket:
         mutation = self._mutate(vbucket)
         doc.expiry, doc.cas, doc.seqno = absolute_expiry(expiry), mutation.cas, mutation.seqno
         return doc
-
-    def _current(self, cid: int, key: bytes) -> Doc | None:
-        try:
-            return self.lookup(cid, key)
-        except StatusError:
-            return None
 
     @staticmethod
     def _check_write(current: Doc | None, options: WriteOptions) -> None:
@@ -516,6 +1184,8 @@ class KVConnection:
             Op.GET_CLUSTER_CONFIG: self.op_get_cluster_config,
             Op.GET_COLLECTIONS_MANIFEST: self.op_get_collections_manifest,
             Op.GET_COLLECTION_ID: self.op_get_collection_id,
+            Op.SUBDOC_MULTI_LOOKUP: self.op_lookup_in,
+            Op.SUBDOC_MULTI_MUTATION: self.op_mutate_in,
             Op.GET_ERROR_MAP: self.op_get_error_map,
         }
 
@@ -655,6 +1325,64 @@ class KVConnection:
                 state, cas = 0x80, 0  # 0x80: not found
             out.append(struct.pack(">HH", vbucket, len(full_key)) + full_key + struct.pack(">BQ", state, cas))
         return Reply(value=b"".join(out))
+
+    # --- sub-document operations (lookup_in, mutate_in) ---
+
+    def op_lookup_in(self, request: Request) -> Reply:
+        bucket, cid, key = self._target(request)
+        extras = parse_subdoc_extras(request, mutation=False)
+        specs = parse_specs(request.value, extras.doc_flags, mutation=False)
+        doc = bucket.lookup(cid, key)
+        if request.cas and request.cas != doc.cas:
+            raise StatusError(Status.KEY_EEXISTS)
+        body = Body(doc.value, doc.is_json)
+        results = [lookup_one(spec, body) for spec in specs]
+        value = b"".join(LOOKUP_RESULT.pack(status, len(result)) + result for status, result in results)
+        failed = any(status != Status.SUCCESS for status, _ in results)
+        return Reply(Status.SUBDOC_MULTI_PATH_FAILURE if failed else Status.SUCCESS, value=value, cas=doc.cas)
+
+    def op_mutate_in(self, request: Request) -> Reply:
+        """All the specs apply, one after the other, to one copy of the body; the first failure discards it."""
+        bucket, cid, key = self._target(request)
+        extras = parse_subdoc_extras(request, mutation=True)
+        preserve_ttl = self._frames(request)
+        specs = parse_specs(request.value, extras.doc_flags, mutation=True)
+        current = bucket.find(cid, key)
+        body = self._body_to_mutate(current, specs, extras.doc_flags, request.cas)
+        creating = bool(extras.doc_flags & (DOC_MKDOC | DOC_ADD))  # which implies mkdir_p on every spec
+        results: list[bytes] = []
+        for index, spec in enumerate(specs):
+            try:
+                results.append(mutate_one(spec, body, creating))
+            except StatusError as failure:
+                return Reply(Status.SUBDOC_MULTI_PATH_FAILURE, value=MUTATION_FAILURE.pack(index, failure.status))
+        if body.deleted:
+            assert current is not None  # a whole-document delete accepts neither mkdoc nor add
+            mutation = bucket.remove(cid, key, request.vbucket, current.cas)
+        else:
+            flags = current.flags if current is not None else 0  # the document keeps its flags...
+            if extras.user_flags is not None:
+                flags = extras.user_flags  # ...unless the request sets them
+            mode, cas = (Op.SET, current.cas) if current is not None else (Op.ADD, 0)
+            options = WriteOptions(mode, flags, extras.expiry, cas, preserve_ttl)
+            mutation = bucket.write(cid, key, request.vbucket, body.value, options)
+        reply = self._mutation_reply(mutation)
+        reply.value = b"".join(
+            MUTATION_RESULT.pack(index, Status.SUCCESS, len(result)) + result
+            for index, result in enumerate(results)
+            if result
+        )
+        return reply
+
+    @staticmethod
+    def _body_to_mutate(current: Doc | None, specs: list[Spec], doc_flags: int, cas: int) -> Body:
+        if current is None:
+            if not doc_flags & (DOC_MKDOC | DOC_ADD):
+                raise StatusError(Status.KEY_ENOENT)
+            return new_document(specs)
+        if doc_flags & DOC_ADD or (cas and cas != current.cas):
+            raise StatusError(Status.KEY_EEXISTS)  # the SDK tells "exists" from "CAS mismatch" by the CAS it sent
+        return Body(current.value, current.is_json)
 
     # --- helpers ---
 
