@@ -76,11 +76,11 @@ class CouchbaseLock(Lock):
         }
 
     async def try_acquire(self, key: str, owner: str, lease_seconds: float) -> LockLease | None:
-        doc, head = await asyncio.gather(self.get(key), self._audit.head())
+        doc, claimed = await asyncio.gather(self.get(key), self._audit.holder_token(key))
         now = _now_ms()
         if doc is not None and doc.body["owner"] != owner and int(doc.body["expiresAt"]) > now:
             return None
-        token = max(int(doc.body["fencingToken"]) if doc else 0, head.holder_token(key)) + 1
+        token = max(int(doc.body["fencingToken"]) if doc else 0, claimed) + 1
         expires = now + max(int(lease_seconds * 1000), 1)
         body = self._body(key, owner, token, now, expires)
         if doc is None:

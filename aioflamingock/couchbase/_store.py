@@ -6,7 +6,7 @@ from .._errors import ConfigurationError, LockLostError
 from .._interfaces import AuditStore, Resource, TargetSystem, Transaction
 from .._model import AuditEntry, DoctorCheck, Fence
 from .._redact import redact
-from ._audit import HEAD_KEY, AuditLog, Head, entry_key
+from ._audit import HEAD_KEY, AuditLog, entry_key, holder, next_head
 from ._collections import CollectionSpec, ensure_collections, missing_collections
 from ._errors import sdk_errors
 from ._kv import Doc
@@ -25,7 +25,7 @@ class CouchbaseAuditStore(AuditStore):
 
     **What each write guarantees (fencing).**
 
-    - Every append checks that the lock document still holds our owner and token with time left, and replaces the
+    - Every append checks that the lock document still holds our owner and token with time left, and writes the
       audit's head document with compare-and-swap, only if the head still names us as its writer. Each new lock
       holder claims the head before reading any state. So once another instance has taken the lock, nothing of ours
       can be recorded any more, and what it read includes everything we recorded before. (The key-value service
@@ -174,12 +174,12 @@ class CouchbaseAuditStore(AuditStore):
             raise LockLostError(f"{what}: lock {fence.key!r} is not held by {fence.owner!r} with token {fence.token}")
         collection = self.log.keyspace.collection
         head_result = await attempt.get(collection, HEAD_KEY)
-        head = Head.read(Doc(HEAD_KEY, head_result.content_as[dict], int(head_result.cas)))
-        if not head.held_by(fence):
+        head = head_result.content_as[dict]
+        if head.get("holders", {}).get(fence.key) != holder(fence):
             raise LockLostError(f"{what}: the audit log was claimed by a newer holder of lock {fence.key!r}")
-        head, document = self.log.next_head(head, entry)
-        await attempt.replace(head_result, head.body())
-        await attempt.insert(collection, entry_key(head.seq), document)
+        head = next_head(head, entry)
+        await attempt.replace(head_result, head)
+        await attempt.insert(collection, entry_key(head["seq"]), head["last"])
 
     # -- reading ------------------------------------------------------------------------------------------------
 
