@@ -134,8 +134,48 @@ class Processes:
         self.apps.append(app)
         return app
 
+    kinds: tuple[str, ...] = ("shared", "marker", "nontx")
+    """The changes of `_harness.py` the apps declare (per copy)."""
+
     def start(self, **options: Any) -> App:
         raise NotImplementedError
+
+    # -- what the processes left behind: each backend reads its own ----------------------------------------------
+
+    def audit(self, change_id: str | None = None) -> list[Any]:
+        """The audit entries, oldest first (each with `execution_id, change_id, state, tx_strategy, metadata`)."""
+        raise NotImplementedError
+
+    def lock(self) -> Any:
+        """The service's lock record; None when nobody holds it."""
+        raise NotImplementedError
+
+    def markers(self) -> list[tuple[str, str]]:
+        """The marker path's markers: (change id, execution id)."""
+        raise NotImplementedError
+
+    def store_rows(self, change_id: str) -> list[tuple[str, int]]:
+        """The rows a shared-transaction change committed in the store's database: (execution id, n)."""
+        raise NotImplementedError
+
+    def target_rows(self, change_id: str) -> list[tuple[str, int]]:
+        """The rows a marker-path change committed in its target's database: (execution id, n)."""
+        raise NotImplementedError
+
+    def after_kill(self) -> None:
+        """Called right after a SIGKILL, before anything is read: what the backend needs to forget the dead
+        process (MongoDB: its open transaction)."""
+
+    def states(self, change_id: str) -> list[str]:
+        return [e.state for e in self.audit(change_id)]
+
+    def applied(self) -> dict[str, list[str]]:
+        """change id -> execution ids of its APPLIED entries."""
+        applied: dict[str, list[str]] = {}
+        for entry in self.audit():
+            if entry.state == "APPLIED":
+                applied.setdefault(entry.change_id, []).append(entry.execution_id)
+        return applied
 
     def run(self, **options: Any) -> Exited:
         return self.start(**options).wait()
@@ -256,21 +296,16 @@ class Faults(Processes):
         entries = [Entry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5] or "{}")) for r in rows]
         return [e for e in entries if change_id is None or e.change_id == change_id]
 
-    def states(self, change_id: str) -> list[str]:
-        return [e.state for e in self.audit(change_id)]
-
-    def applied(self) -> dict[str, list[str]]:
-        """change id -> execution ids of its APPLIED entries."""
-        applied: dict[str, list[str]] = {}
-        for entry in self.audit():
-            if entry.state == "APPLIED":
-                applied.setdefault(entry.change_id, []).append(entry.execution_id)
-        return applied
-
     def rows(self, db: Path, change_id: str) -> list[tuple[str, int]]:
         """The committed `app_rows` of a change: (execution id, n)."""
         rows = self._query(db, "SELECT execution_id, n FROM app_rows WHERE change_id = ? ORDER BY rowid", (change_id,))
         return [(r[0], r[1]) for r in rows]
+
+    def store_rows(self, change_id: str) -> list[tuple[str, int]]:
+        return self.rows(self.audit_db, change_id)
+
+    def target_rows(self, change_id: str) -> list[tuple[str, int]]:
+        return self.rows(self.app_db, change_id)
 
     def markers(self) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self._query(self.app_db, "SELECT change_id, execution_id FROM flamingock_marker")]

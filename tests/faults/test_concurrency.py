@@ -7,34 +7,14 @@ from contextlib import closing
 
 import pytest
 
+from . import _scenarios as scenarios
 from .conftest import EXIT_OK, SETTLE_SECONDS, Faults, wait_until
 
 pytestmark = pytest.mark.slow
 
-PROCESSES = 8
-COPIES = 2
-
 
 def test_eight_processes_apply_every_change_exactly_once(faults: Faults) -> None:
-    # A small delay per change keeps the lock held across renewals while the others poll for it. Recovery is
-    # MANUAL_INTERVENTION: the STARTED entries the others see while the first applies must not stop them.
-    apps = [faults.start(copies=COPIES, delay=0.1) for _ in range(PROCESSES)]
-    exits = [app.wait() for app in apps]
-
-    assert [e.code for e in exits] == [EXIT_OK] * PROCESSES, exits
-    changes = [f"{kind}-{i}" for i in range(1, COPIES + 1) for kind in ("shared", "marker", "nontx")]
-    assert faults.effects() == dict.fromkeys(changes, 1), "some execute ran more or less than once"
-    applied = faults.applied()
-    assert sorted(applied) == sorted(changes)
-    assert all(len(executions) == 1 for executions in applied.values()), applied
-    assert not [e for e in faults.audit() if e.state not in ("STARTED", "APPLIED")]
-    for i in range(1, COPIES + 1):
-        [shared_by] = applied[f"shared-{i}"]
-        [marker_by] = applied[f"marker-{i}"]
-        assert faults.rows(faults.audit_db, f"shared-{i}") == [(shared_by, n) for n in range(3)]
-        assert faults.rows(faults.app_db, f"marker-{i}") == [(marker_by, n) for n in range(3)]
-    assert faults.markers() == []
-    assert faults.lock() is None
+    scenarios.eight_processes_apply_every_change_once(faults)
 
 
 def test_an_instance_started_during_a_non_transactional_change_waits_for_it(faults: Faults) -> None:

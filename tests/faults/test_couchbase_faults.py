@@ -30,7 +30,8 @@ from tests.servers import (
     unavailable,
 )
 
-from .conftest import EXIT_MANUAL_INTERVENTION, EXIT_OK, LEASE_SECONDS, App, Processes
+from . import _scenarios as scenarios
+from .conftest import LEASE_SECONDS, App, Processes
 
 pytestmark = pytest.mark.slow
 
@@ -93,6 +94,7 @@ class Harness(Processes):
         self.sqlite = tmp_path / "app.db"
         timeouts = ClusterTimeoutOptions(kv_timeout=timedelta(seconds=5))
         options = ClusterOptions(PasswordAuthenticator(server.username, server.password), timeout_options=timeouts)
+        self.kinds = ("shared", "marker", "nontx") if server.transactions else ("marker", "nontx")
         self.cluster = Cluster(server.connection_string, options)
         self.bucket = self.cluster.bucket(server.bucket)
         manager = self.bucket.collections()
@@ -142,20 +144,47 @@ class Harness(Processes):
         ]
         return [e for e in entries if change_id is None or e.change_id == change_id]
 
-    def states(self, change_id: str) -> list[str]:
-        return [e.state for e in self.audit(change_id)]
-
-    def applied(self) -> dict[str, list[str]]:
-        applied: dict[str, list[str]] = {}
-        for entry in self.audit():
-            if entry.state == "APPLIED":
-                applied.setdefault(entry.change_id, []).append(entry.execution_id)
-        return applied
-
     def lock(self) -> dict[str, Any] | None:
         return self._get("lock", "flamingockLock::default")
 
-    def sqlite_rows(self, change_id: str) -> list[tuple[str, int]]:
+    def store_rows(self, change_id: str) -> list[tuple[str, int]]:
+        return self._couchbase_rows(change_id)
+
+    def target_rows(self, change_id: str) -> list[tuple[str, int]]:
+        return self._couchbase_rows(change_id) if self.server.transactions else self._sqlite_rows(change_id)
+
+    def markers(self) -> list[tuple[str, str]]:
+        return self._couchbase_markers() if self.server.transactions else self._sqlite_markers()
+
+    def _couchbase_rows(self, change_id: str) -> list[tuple[str, int]]:
+        rows = self._scan("rows", [f"{change_id}#{e}#{n}" for e in self._executions() for n in THREE_ROWS])
+        return sorted((r["executionId"], r["n"]) for r in rows)
+
+    def _executions(self) -> set[str]:
+        return {line.split()[1] for line in self._effect_lines()}
+
+    def _scan(self, name: str, keys: list[str]) -> list[dict[str, Any]]:
+        """The documents at `keys` (the key-value service has no scan: the keys come from the effects file)."""
+        found = (self._get(name, key) for key in keys)
+        return [body for body in found if body is not None]
+
+    def _couchbase_markers(self) -> list[tuple[str, str]]:
+        from couchbase.exceptions import DocumentNotFoundException
+
+        collection = self.bucket.scope("_default").collection("_default")
+        markers = []
+        for change_id in {line.split()[0] for line in self._effect_lines()}:
+            try:
+                body = collection.get(f"flamingockMarker::{change_id}").content_as[dict]
+            except DocumentNotFoundException:
+                continue
+            markers.append((body["changeId"], body["executionId"]))
+        return markers
+
+    def _effect_lines(self) -> list[str]:
+        return self.effects_file.read_text().splitlines() if self.effects_file.exists() else []
+
+    def _sqlite_rows(self, change_id: str) -> list[tuple[str, int]]:
         if not self.sqlite.exists():
             return []
         with closing(sqlite3.connect(self.sqlite)) as db:
@@ -165,7 +194,9 @@ class Harness(Processes):
             except sqlite3.OperationalError:  # no table yet
                 return []
 
-    def sqlite_markers(self) -> list[tuple[str, str]]:
+    def _sqlite_markers(self) -> list[tuple[str, str]]:
+        if not self.sqlite.exists():
+            return []
         with closing(sqlite3.connect(self.sqlite)) as db:
             try:
                 return db.execute("SELECT change_id, execution_id FROM flamingock_marker").fetchall()
@@ -194,91 +225,27 @@ def needs_transactions(harness: Harness) -> None:
 
 
 def test_non_transactional_crash_needs_a_human_under_manual_intervention(cb: Harness) -> None:
-    victim = cb.start(hang="nontx-1")
-    crashed = cb.wait_ready(victim, "nontx-1")
-    victim.kill()
-    assert cb.states("nontx-1") == ["STARTED"]
-    assert cb.lock() is not None, "the dead process's lease should still be in the store"
-    audit_before = cb.audit()
-
-    refused = cb.run()
-
-    assert refused.code == EXIT_MANUAL_INTERVENTION, refused
-    assert refused.error.startswith("ManualInterventionRequiredError: change 'nontx-1' ")
-    assert "aioflamingock fix nontx-1 --as applied|rolled-back" in refused.error
-    assert cb.audit() == audit_before, "a refused run wrote to the audit"
-    assert cb.effect_executions("nontx-1") == [crashed]
+    scenarios.nontx_crash_needs_a_human(cb)
 
 
 def test_non_transactional_crash_is_retried_under_always_retry(cb: Harness) -> None:
-    victim = cb.start(hang="nontx-1", nontx_recovery="retry")
-    crashed = cb.wait_ready(victim, "nontx-1")
-    victim.kill()
-
-    rerun = cb.run(nontx_recovery="retry")  # waits for the dead process's lease to end
-
-    assert rerun.code == EXIT_OK, rerun
-    assert cb.effect_executions("nontx-1") == [crashed, rerun.execution_id]
-    assert cb.states("nontx-1") == ["STARTED", "STARTED", "APPLIED"]
-    assert cb.applied()["nontx-1"] == [rerun.execution_id]
-    assert cb.lock() is None, "the run released the lock"
+    scenarios.nontx_crash_is_retried(cb)
 
 
 def test_marker_crash_before_commit_is_applied_again_without_a_human(cb: Harness) -> None:
-    victim = cb.start(hang="marker-1")
-    crashed = cb.wait_ready(victim, "marker-1")
-    victim.kill()
-    [started] = cb.audit("marker-1")
-    assert (started.state, started.tx_strategy, started.execution_id) == ("STARTED", "TX_AUDIT_STORE_SYNC", crashed)
-
-    rerun = cb.run()  # recovery MANUAL_INTERVENTION: the missing marker settles it, not a human
-
-    assert rerun.code == EXIT_OK, rerun
-    assert cb.effect_executions("marker-1") == [crashed, rerun.execution_id]
-    assert cb.states("marker-1") == ["STARTED", "STARTED", "APPLIED"]
-    assert cb.applied()["marker-1"] == [rerun.execution_id]
-    if not cb.server.transactions:
-        assert cb.sqlite_rows("marker-1") == [(rerun.execution_id, n) for n in THREE_ROWS]
-        assert cb.sqlite_markers() == []
+    scenarios.marker_crash_before_commit(cb)
 
 
-def test_shared_transaction_crash_leaves_nothing(cb: Harness) -> None:
+def test_shared_transaction_crash_leaves_nothing_and_the_next_run_applies_once(cb: Harness) -> None:
     needs_transactions(cb)
-    victim = cb.start(hang="shared-1")
-    crashed = cb.wait_ready(victim, "shared-1")
-    victim.kill()
-    assert cb.audit() == [], "nothing is recorded before the shared transaction commits"
-
-    rerun = cb.run()
-
-    assert rerun.code == EXIT_OK, rerun
-    assert cb.effect_executions("shared-1") == [crashed, rerun.execution_id]
-    assert cb.states("shared-1") == ["APPLIED"]
+    scenarios.shared_crash_leaves_nothing(cb)
 
 
 # -- 2. eight processes at once ---------------------------------------------------------------------------------------
 
-PROCESSES = 8
-COPIES = 2
-
 
 def test_eight_processes_apply_every_change_exactly_once(cb: Harness) -> None:
-    apps = [cb.start(copies=COPIES, delay=0.1) for _ in range(PROCESSES)]
-    exits = [app.wait(90) for app in apps]
-
-    assert [e.code for e in exits] == [EXIT_OK] * PROCESSES, exits
-    kinds = ("shared", "marker", "nontx") if cb.server.transactions else ("marker", "nontx")
-    changes = [f"{kind}-{i}" for i in range(1, COPIES + 1) for kind in kinds]
-    assert cb.effects() == dict.fromkeys(changes, 1), "some execute ran more or less than once"
-    applied = cb.applied()
-    assert sorted(applied) == sorted(changes)
-    assert all(len(executions) == 1 for executions in applied.values()), applied
-    assert not [e for e in cb.audit() if e.state not in ("STARTED", "APPLIED")]
-    if not cb.server.transactions:
-        for i in range(1, COPIES + 1):
-            [marker_by] = applied[f"marker-{i}"]
-            assert cb.sqlite_rows(f"marker-{i}") == [(marker_by, n) for n in THREE_ROWS]
-    assert cb.lock() is None
+    scenarios.eight_processes_apply_every_change_once(cb, timeout=90)
 
 
 # -- 3. the server stopped under a run --------------------------------------------------------------------------------

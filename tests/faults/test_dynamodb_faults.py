@@ -32,9 +32,9 @@ from tests.servers import (
     unavailable,
 )
 
+from . import _scenarios as scenarios
 from .conftest import (
     EXIT_LOCK_LOST,
-    EXIT_MANUAL_INTERVENTION,
     EXIT_OK,
     LEASE_SECONDS,
     App,
@@ -168,15 +168,11 @@ class Harness(Processes):
         ]
         return [e for e in entries if change_id is None or e.change_id == change_id]
 
-    def states(self, change_id: str) -> list[str]:
-        return [e.state for e in self.audit(change_id)]
+    def store_rows(self, change_id: str) -> list[tuple[str, int]]:
+        return self.rows(change_id)
 
-    def applied(self) -> dict[str, list[str]]:
-        applied: dict[str, list[str]] = {}
-        for entry in self.audit():
-            if entry.state == "APPLIED":
-                applied.setdefault(entry.change_id, []).append(entry.execution_id)
-        return applied
+    def target_rows(self, change_id: str) -> list[tuple[str, int]]:
+        return self.rows(change_id)
 
     def rows(self, change_id: str) -> list[tuple[str, int]]:
         found = [
@@ -210,40 +206,11 @@ def dynamo(tmp_path: Path, endpoint: str) -> Iterator[Harness]:
 
 
 def test_shared_transaction_crash_leaves_nothing_and_the_next_run_applies_once(dynamo: Harness) -> None:
-    victim = dynamo.start(hang="shared-1")
-    crashed = dynamo.wait_ready(victim, "shared-1")
-    victim.kill()
-    assert dynamo.audit() == [], "nothing is recorded before the shared transaction is sent"
-    assert dynamo.rows("shared-1") == []
-    assert dynamo.lock() is not None, "the dead process's lease should still be in the store"
-
-    rerun = dynamo.run()
-
-    assert rerun.code == EXIT_OK, rerun
-    assert dynamo.effect_executions("shared-1") == [crashed, rerun.execution_id]
-    assert dynamo.rows("shared-1") == [(rerun.execution_id, n) for n in THREE_ROWS]
-    assert dynamo.states("shared-1") == ["APPLIED"]
-    assert dynamo.applied() == {c: [rerun.execution_id] for c in ("shared-1", "marker-1", "nontx-1")}
-    assert dynamo.lock() is None, "the run released the lock"
+    scenarios.shared_crash_leaves_nothing(dynamo)
 
 
 def test_marker_crash_before_commit_is_applied_again_without_a_human(dynamo: Harness) -> None:
-    victim = dynamo.start(hang="marker-1")
-    crashed = dynamo.wait_ready(victim, "marker-1")
-    victim.kill()
-    [started] = dynamo.audit("marker-1")
-    assert (started.state, started.tx_strategy, started.execution_id) == ("STARTED", "TX_AUDIT_STORE_SYNC", crashed)
-    assert dynamo.markers() == []
-    assert dynamo.rows("marker-1") == []
-
-    rerun = dynamo.run()  # recovery MANUAL_INTERVENTION: the missing marker settles it, not a human
-
-    assert rerun.code == EXIT_OK, rerun
-    assert dynamo.effect_executions("marker-1") == [crashed, rerun.execution_id]
-    assert dynamo.rows("marker-1") == [(rerun.execution_id, n) for n in THREE_ROWS]
-    assert dynamo.states("marker-1") == ["STARTED", "STARTED", "APPLIED"]
-    assert dynamo.applied()["marker-1"] == [rerun.execution_id]
-    assert dynamo.markers() == []
+    scenarios.marker_crash_before_commit(dynamo)
 
 
 def test_marker_crash_after_commit_is_recorded_without_running_again(dynamo: Harness) -> None:
@@ -270,61 +237,18 @@ def test_marker_crash_after_commit_is_recorded_without_running_again(dynamo: Har
 
 
 def test_non_transactional_crash_needs_a_human_under_manual_intervention(dynamo: Harness) -> None:
-    victim = dynamo.start(hang="nontx-1")
-    crashed = dynamo.wait_ready(victim, "nontx-1")
-    victim.kill()
-    assert dynamo.states("nontx-1") == ["STARTED"]
-    audit_before = dynamo.audit()
-
-    refused = dynamo.run()
-
-    assert refused.code == EXIT_MANUAL_INTERVENTION, refused
-    assert refused.error.startswith("ManualInterventionRequiredError: change 'nontx-1' ")
-    assert "aioflamingock fix nontx-1 --as applied|rolled-back" in refused.error
-    assert dynamo.audit() == audit_before, "a refused run wrote to the audit"
-    assert dynamo.effect_executions("nontx-1") == [crashed]
+    scenarios.nontx_crash_needs_a_human(dynamo)
 
 
 def test_non_transactional_crash_is_retried_under_always_retry(dynamo: Harness) -> None:
-    victim = dynamo.start(hang="nontx-1", nontx_recovery="retry")
-    crashed = dynamo.wait_ready(victim, "nontx-1")
-    victim.kill()
-    assert dynamo.lock() is not None
-
-    rerun = dynamo.run(nontx_recovery="retry")  # waits for the dead process's lease to end
-
-    assert rerun.code == EXIT_OK, rerun
-    assert dynamo.effects() == {"shared-1": 1, "marker-1": 1, "nontx-1": 2}
-    assert dynamo.effect_executions("nontx-1") == [crashed, rerun.execution_id]
-    assert dynamo.states("nontx-1") == ["STARTED", "STARTED", "APPLIED"]
-    assert dynamo.applied()["nontx-1"] == [rerun.execution_id]
-    assert dynamo.lock() is None
+    scenarios.nontx_crash_is_retried(dynamo)
 
 
 # -- 2. eight processes at once ---------------------------------------------------------------------------------------
 
-PROCESSES = 8
-COPIES = 2
-
 
 def test_eight_processes_apply_every_change_exactly_once(dynamo: Harness) -> None:
-    apps = [dynamo.start(copies=COPIES, delay=0.1) for _ in range(PROCESSES)]
-    exits = [app.wait(60) for app in apps]
-
-    assert [e.code for e in exits] == [EXIT_OK] * PROCESSES, exits
-    changes = [f"{kind}-{i}" for i in range(1, COPIES + 1) for kind in ("shared", "marker", "nontx")]
-    assert dynamo.effects() == dict.fromkeys(changes, 1), "some execute ran more or less than once"
-    applied = dynamo.applied()
-    assert sorted(applied) == sorted(changes)
-    assert all(len(executions) == 1 for executions in applied.values()), applied
-    assert not [e for e in dynamo.audit() if e.state not in ("STARTED", "APPLIED")]
-    for i in range(1, COPIES + 1):
-        [shared_by] = applied[f"shared-{i}"]
-        [marker_by] = applied[f"marker-{i}"]
-        assert dynamo.rows(f"shared-{i}") == [(shared_by, n) for n in THREE_ROWS]
-        assert dynamo.rows(f"marker-{i}") == [(marker_by, n) for n in THREE_ROWS]
-    assert dynamo.markers() == []
-    assert dynamo.lock() is None
+    scenarios.eight_processes_apply_every_change_once(dynamo)
 
 
 # -- 3. the endpoint stopped under a run ------------------------------------------------------------------------------

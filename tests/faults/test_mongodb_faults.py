@@ -20,9 +20,9 @@ import pytest
 
 from tests.servers import MONGODB_URI_ENV, NO_MONGODB, _stop_secantus, unavailable
 
+from . import _scenarios as scenarios
 from .conftest import (
     EXIT_LOCK_LOST,
-    EXIT_MANUAL_INTERVENTION,
     EXIT_OK,
     LEASE_SECONDS,
     App,
@@ -160,15 +160,14 @@ class Harness(Processes):
             for d in documents
         ]
 
-    def states(self, change_id: str) -> list[str]:
-        return [e.state for e in self.audit(change_id)]
+    def store_rows(self, change_id: str) -> list[tuple[str, int]]:
+        return self.rows(self.store_db, change_id)
 
-    def applied(self) -> dict[str, list[str]]:
-        applied: dict[str, list[str]] = {}
-        for entry in self.audit():
-            if entry.state == "APPLIED":
-                applied.setdefault(entry.change_id, []).append(entry.execution_id)
-        return applied
+    def target_rows(self, change_id: str) -> list[tuple[str, int]]:
+        return self.rows(self.app_db, change_id)
+
+    def after_kill(self) -> None:
+        self.reap_abandoned()
 
     def rows(self, database: str, change_id: str) -> list[tuple[str, int]]:
         documents = self.client[database]["app_rows"].find({"changeId": change_id}, sort=[("executionId", 1), ("n", 1)])
@@ -214,42 +213,11 @@ def mongo(tmp_path: Path, crash_server: MongoServer) -> Iterator[Harness]:
 
 
 def test_shared_transaction_crash_leaves_nothing_and_the_next_run_applies_once(mongo: Harness) -> None:
-    victim = mongo.start(hang="shared-1")
-    crashed = mongo.wait_ready(victim, "shared-1")
-    victim.kill()
-    mongo.reap_abandoned()
-    assert mongo.audit() == [], "nothing is recorded before the shared transaction commits"
-    assert mongo.rows(mongo.store_db, "shared-1") == []
-    assert mongo.lock() is not None, "the dead process's lease should still be in the store"
-
-    rerun = mongo.run()
-
-    assert rerun.code == EXIT_OK, rerun
-    assert mongo.effect_executions("shared-1") == [crashed, rerun.execution_id]
-    assert mongo.rows(mongo.store_db, "shared-1") == [(rerun.execution_id, n) for n in THREE_ROWS]
-    assert mongo.states("shared-1") == ["APPLIED"]
-    assert mongo.applied() == {c: [rerun.execution_id] for c in ("shared-1", "marker-1", "nontx-1")}
-    assert mongo.lock() is None, "the run released the lock"
+    scenarios.shared_crash_leaves_nothing(mongo)
 
 
 def test_marker_crash_before_commit_is_applied_again_without_a_human(mongo: Harness) -> None:
-    victim = mongo.start(hang="marker-1")
-    crashed = mongo.wait_ready(victim, "marker-1")
-    victim.kill()
-    mongo.reap_abandoned()
-    [started] = mongo.audit("marker-1")
-    assert (started.state, started.tx_strategy, started.execution_id) == ("STARTED", "TX_AUDIT_STORE_SYNC", crashed)
-    assert mongo.markers() == []
-    assert mongo.rows(mongo.app_db, "marker-1") == []
-
-    rerun = mongo.run()  # recovery MANUAL_INTERVENTION: the missing marker settles it, not a human
-
-    assert rerun.code == EXIT_OK, rerun
-    assert mongo.effect_executions("marker-1") == [crashed, rerun.execution_id]
-    assert mongo.rows(mongo.app_db, "marker-1") == [(rerun.execution_id, n) for n in THREE_ROWS]
-    assert mongo.states("marker-1") == ["STARTED", "STARTED", "APPLIED"]
-    assert mongo.applied()["marker-1"] == [rerun.execution_id]
-    assert mongo.markers() == []
+    scenarios.marker_crash_before_commit(mongo)
 
 
 def test_marker_crash_after_commit_is_recorded_without_running_again(mongo: Harness) -> None:
@@ -284,61 +252,18 @@ def test_marker_crash_after_commit_is_recorded_without_running_again(mongo: Harn
 
 
 def test_non_transactional_crash_needs_a_human_under_manual_intervention(mongo: Harness) -> None:
-    victim = mongo.start(hang="nontx-1")
-    crashed = mongo.wait_ready(victim, "nontx-1")
-    victim.kill()
-    assert mongo.states("nontx-1") == ["STARTED"]
-    audit_before = mongo.audit()
-
-    refused = mongo.run()
-
-    assert refused.code == EXIT_MANUAL_INTERVENTION, refused
-    assert refused.error.startswith("ManualInterventionRequiredError: change 'nontx-1' ")
-    assert "aioflamingock fix nontx-1 --as applied|rolled-back" in refused.error
-    assert mongo.audit() == audit_before, "a refused run wrote to the audit"
-    assert mongo.effect_executions("nontx-1") == [crashed]
+    scenarios.nontx_crash_needs_a_human(mongo)
 
 
 def test_non_transactional_crash_is_retried_under_always_retry(mongo: Harness) -> None:
-    victim = mongo.start(hang="nontx-1", nontx_recovery="retry")
-    crashed = mongo.wait_ready(victim, "nontx-1")
-    victim.kill()
-    assert mongo.lock() is not None
-
-    rerun = mongo.run(nontx_recovery="retry")  # waits for the dead process's lease to end
-
-    assert rerun.code == EXIT_OK, rerun
-    assert mongo.effects() == {"shared-1": 1, "marker-1": 1, "nontx-1": 2}
-    assert mongo.effect_executions("nontx-1") == [crashed, rerun.execution_id]
-    assert mongo.states("nontx-1") == ["STARTED", "STARTED", "APPLIED"]
-    assert mongo.applied()["nontx-1"] == [rerun.execution_id]
-    assert mongo.lock() is None
+    scenarios.nontx_crash_is_retried(mongo)
 
 
 # -- 2. eight processes at once ---------------------------------------------------------------------------------------
 
-PROCESSES = 8
-COPIES = 2
-
 
 def test_eight_processes_apply_every_change_exactly_once(mongo: Harness) -> None:
-    apps = [mongo.start(copies=COPIES, delay=0.1) for _ in range(PROCESSES)]
-    exits = [app.wait() for app in apps]
-
-    assert [e.code for e in exits] == [EXIT_OK] * PROCESSES, exits
-    changes = [f"{kind}-{i}" for i in range(1, COPIES + 1) for kind in ("shared", "marker", "nontx")]
-    assert mongo.effects() == dict.fromkeys(changes, 1), "some execute ran more or less than once"
-    applied = mongo.applied()
-    assert sorted(applied) == sorted(changes)
-    assert all(len(executions) == 1 for executions in applied.values()), applied
-    assert not [e for e in mongo.audit() if e.state not in ("STARTED", "APPLIED")]
-    for i in range(1, COPIES + 1):
-        [shared_by] = applied[f"shared-{i}"]
-        [marker_by] = applied[f"marker-{i}"]
-        assert mongo.rows(mongo.store_db, f"shared-{i}") == [(shared_by, n) for n in THREE_ROWS]
-        assert mongo.rows(mongo.app_db, f"marker-{i}") == [(marker_by, n) for n in THREE_ROWS]
-    assert mongo.markers() == []
-    assert mongo.lock() is None
+    scenarios.eight_processes_apply_every_change_once(mongo)
 
 
 # -- 3. the server stopped under a run --------------------------------------------------------------------------------
