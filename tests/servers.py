@@ -25,15 +25,16 @@ With `AIOFLAMINGOCK_REQUIRE_SERVERS=1` (CI) a missing server fails the tests ins
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -50,6 +51,7 @@ __all__ = [
     "Server",
     "dynamodb_client_options",
     "free_port",
+    "serve",
     "start_couchbase",
     "start_couchbase_kv_process",
     "start_dynamodb",
@@ -58,6 +60,13 @@ __all__ = [
     "unavailable",
     "wait_for_port",
 ]
+
+class _Stoppable(Protocol):
+    @property
+    def stop(self) -> Callable[[], None]: ...
+
+
+T = TypeVar("T", bound=_Stoppable)
 
 MONGODB_URI_ENV = "AIOFLAMINGOCK_MONGODB_URI"
 REQUIRE_SERVERS_ENV = "AIOFLAMINGOCK_REQUIRE_SERVERS"
@@ -69,6 +78,23 @@ _STARTUP_SECONDS = 60.0
 class Server:
     uri: str
     stop: Callable[[], None]
+
+
+def serve(driver: str, start: Callable[[], T | None], missing: str) -> Iterator[T]:
+    """A session fixture's body: the server `start` finds (its `stop` called at the end), or a skip (a failure in
+    CI) that says how to get one: `missing`, and whether the `driver` module is not even installed."""
+    try:
+        importlib.import_module(driver)
+    except ImportError:
+        unavailable(f'{driver} is not installed: pip install -e ".[dev]" ({missing})')
+    server = start()
+    if server is None:
+        unavailable(missing)
+    assert server is not None
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def unavailable(reason: str) -> None:

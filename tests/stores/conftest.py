@@ -16,8 +16,8 @@ from tests.servers import (
     CouchbaseServer,
     Server,
     dynamodb_client_options,
+    serve,
     start_dynamodb,
-    unavailable,
 )
 
 if TYPE_CHECKING:
@@ -56,18 +56,7 @@ async def mongodb_client(mongodb_uri: str) -> AsyncIterator[AsyncMongoClient[dic
 
 @pytest.fixture(scope="session")
 def dynamodb_server() -> Iterator[Server]:
-    try:
-        import aioboto3  # noqa: F401
-    except ImportError:
-        unavailable(f'aioboto3 is not installed: pip install -e ".[dev]" ({NO_DYNAMODB})')
-    server = start_dynamodb()
-    if server is None:
-        unavailable(NO_DYNAMODB)
-    assert server is not None
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve("aioboto3", start_dynamodb, NO_DYNAMODB)
 
 
 @pytest.fixture

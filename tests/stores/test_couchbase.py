@@ -4,58 +4,32 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
 
-from aioflamingock import AuditEntry, AuditStore, Fence
+from aioflamingock import AuditStore
 from aioflamingock.couchbase import CouchbaseAuditStore, CouchbaseTargetSystem
-from aioflamingock.couchbase._lock import CouchbaseLock
 from aioflamingock.testing import AuditStoreConformance
 from tests.servers import CouchbaseServer
 
+from ._owning import OwningStore
 from .conftest import connect_couchbase
 
 
-class ClusterOwningStore(AuditStore):
-    """The store as another process opens it for the multi-process race: the factory cannot await, so the cluster
-    is connected when the store opens."""
-
+class ClusterOwningStore(OwningStore):
     def __init__(self, server: CouchbaseServer, audit_collection: str, lock_collection: str) -> None:
+        super().__init__()
         self._server = server
         self._names = {"audit_collection": audit_collection, "lock_collection": lock_collection}
-        self._cluster: Any = None
-        self._store: CouchbaseAuditStore | None = None
 
-    async def _open(self) -> None:
-        self._cluster = await connect_couchbase(self._server)
-        target = CouchbaseTargetSystem("db", cluster=self._cluster, bucket=self._server.bucket)
-        self._store = CouchbaseAuditStore.from_target(target, **self._names)
-        await self._store.open()
-
-    async def _close(self) -> None:
-        if self._store is not None:
-            await self._store.close()
-        await self._cluster.close()
-
-    @property
-    def _opened(self) -> CouchbaseAuditStore:
-        assert self._store is not None, "open the store first"
-        return self._store
-
-    @property
-    def lock(self) -> CouchbaseLock:
-        return self._opened.lock
-
-    async def append(self, entry: AuditEntry, *, fence: Fence) -> None:
-        await self._opened.append(entry, fence=fence)
-
-    async def current_states(self, change_ids: Iterable[str] | None = None) -> dict[str, AuditEntry]:
-        return await self._opened.current_states(change_ids)
-
-    def history(self) -> AsyncIterator[AuditEntry]:
-        return self._opened.history()
+    async def connect(self, stack: AsyncExitStack) -> AuditStore:
+        cluster = await connect_couchbase(self._server)
+        stack.push_async_callback(cluster.close)
+        target = CouchbaseTargetSystem("db", cluster=cluster, bucket=self._server.bucket)
+        return await stack.enter_async_context(CouchbaseAuditStore.from_target(target, **self._names))
 
 
 def open_store(

@@ -4,63 +4,37 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
 
-from aioflamingock import AuditEntry, AuditStore, Fence
+from aioflamingock import AuditStore
 from aioflamingock.dynamodb import DynamoDBAuditStore, DynamoDBTargetSystem
-from aioflamingock.dynamodb._lock import DynamoDBLock
 from aioflamingock.testing import AuditStoreConformance
 from tests.servers import dynamodb_client_options
+
+from ._owning import OwningStore
 
 
 def tables(prefix: str) -> dict[str, str]:
     return {"audit_table": f"{prefix}audit", "lock_table": f"{prefix}lock"}
 
 
-class ClientOwningStore(AuditStore):
-    """The store as another process opens it for the multi-process race: the factory cannot await, so the client
-    is created and entered when the store opens."""
-
+class ClientOwningStore(OwningStore):
     def __init__(self, endpoint: str, prefix: str) -> None:
+        super().__init__()
         self._endpoint = endpoint
         self._prefix = prefix
-        self._stack = AsyncExitStack()
-        self._store: DynamoDBAuditStore | None = None
 
-    async def _open(self) -> None:
+    async def connect(self, stack: AsyncExitStack) -> AuditStore:
         import aioboto3
 
         client_context = aioboto3.Session().client("dynamodb", **dynamodb_client_options(self._endpoint))
-        client = await self._stack.enter_async_context(client_context)
+        client = await stack.enter_async_context(client_context)
         target = DynamoDBTargetSystem("db", client=client)
-        self._store = await self._stack.enter_async_context(
-            DynamoDBAuditStore.from_target(target, **tables(self._prefix))
-        )
-
-    async def _close(self) -> None:
-        await self._stack.aclose()
-
-    @property
-    def _opened(self) -> DynamoDBAuditStore:
-        assert self._store is not None, "open the store first"
-        return self._store
-
-    @property
-    def lock(self) -> DynamoDBLock:
-        return self._opened.lock
-
-    async def append(self, entry: AuditEntry, *, fence: Fence) -> None:
-        await self._opened.append(entry, fence=fence)
-
-    async def current_states(self, change_ids: Iterable[str] | None = None) -> dict[str, AuditEntry]:
-        return await self._opened.current_states(change_ids)
-
-    def history(self) -> AsyncIterator[AuditEntry]:
-        return self._opened.history()
+        return await stack.enter_async_context(DynamoDBAuditStore.from_target(target, **tables(self._prefix)))
 
 
 def open_store(endpoint: str, prefix: str) -> ClientOwningStore:
