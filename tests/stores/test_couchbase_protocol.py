@@ -21,6 +21,7 @@ from aioflamingock import (
     Recovery,
     RunStatus,
     StoreError,
+    StoreUnavailableError,
     TransactionOutcomeUnknownError,
     TxStrategy,
 )
@@ -460,3 +461,28 @@ async def test_a_commit_the_sdk_would_run_again_is_an_unknown_outcome(
             async with app.transaction():
                 pass
     assert transactions.attempts == 2 and transactions.committed == 0, "the change must not run in a second attempt"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected", "fragment"),
+    [
+        ("UnAmbiguousTimeoutException", StoreUnavailableError, "Couchbase failed while reading"),
+        ("AmbiguousTimeoutException", StoreUnavailableError, "may or may not have been applied"),
+        ("TemporaryFailException", StoreUnavailableError, "TemporaryFailException"),
+        ("ServiceUnavailableException", StoreUnavailableError, "ServiceUnavailableException"),
+        ("CollectionNotFoundException", StoreError, "does it exist, and may these credentials use it?"),
+        ("AuthenticationException", StoreError, "AuthenticationException"),
+    ],
+)
+def test_sdk_errors_are_translated_at_the_boundary_and_redacted(
+    name: str, expected: type[StoreError], fragment: str
+) -> None:
+    import couchbase.exceptions
+
+    from aioflamingock.couchbase._errors import translate
+
+    sdk_error = getattr(couchbase.exceptions, name)(message="via couchbase://admin:s3cret@db.example/app")
+    translated = translate(sdk_error, "reading 'x'")
+    assert type(translated) is expected
+    assert fragment in str(translated)
+    assert "s3cret" not in str(translated)
