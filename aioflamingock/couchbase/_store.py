@@ -32,8 +32,8 @@ class CouchbaseAuditStore(AuditStore):
       has no multi-document condition: between the lock check and the head's CAS write, our lease may end. Such a
       write lands only if nobody took the lock meanwhile, and then nothing else acted on what it records.)
     - Shared transaction (a transactional change on this store's own bucket): the change's writes, the lock
-      check, the head and the entry are one Couchbase ACID transaction. Reading the lock and replacing the head
-      in the transaction makes a concurrent claim of the head conflict with it.
+      check, the head and the entry are one Couchbase ACID transaction. A takeover between the transaction's lock
+      read and its commit is kept out by the lease (the read requires time left on it), as on the marker path.
     """
 
     def __init__(
