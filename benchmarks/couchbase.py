@@ -29,39 +29,55 @@ imports the SDK, which is why the SDK's modules are imported inside functions he
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import functools
 import importlib
-import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from _common import count_call, cpu_model, generate_changes, median_seconds, package_version, timed
+from _common import (
+    AppliedRun,
+    CallCounter,
+    FloorRun,
+    Runs,
+    argument_parser,
+    count_call,
+    floor_times,
+    fresh_runs,
+    generate_changes,
+    machine_facts,
+    measure_engine,
+    measure_floor,
+    median_seconds,
+    open_runs,
+    package_version,
+    print_machine,
+    progress,
+    rotated,
+    stop_process,
+    tally,
+    timed,
+    write_results,
+)
 
 import aioflamingock
-from aioflamingock import AuditEntry, Change, Event, EventKind, Flamingock, NonTransactionalTargetSystem, RunStatus
+from aioflamingock import AuditEntry, Change, Flamingock, NonTransactionalTargetSystem
 from aioflamingock.couchbase import CouchbaseAuditStore, CouchbaseTargetSystem
 from aioflamingock.couchbase._audit import HEAD_KEY, entry_key
 from aioflamingock.couchbase._kv import Keyspace
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-RESULTS = HERE / "results"
 URL_ENV = "AIOFLAMINGOCK_COUCHBASE_URL"
 SCOPE = "_default"
 NOOP_SIZES = (1_000, 5_000)
@@ -76,21 +92,9 @@ FLOOR_OWNER = "bench"
 # -- counting operations --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Window:
-    """What was sent meanwhile: `sent`, one name per SDK call; `call_seconds`, the time the calls took as the
-    client saw them, from the call to its result (concurrent calls overlap)."""
-
-    sent: list[str] = field(default_factory=list)
-    call_seconds: float = 0.0
-
-
-class OpCounter:
-    """Every call made through the wrapped SDK objects, by name, and how long each took until its result."""
-
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-        self.seconds: list[float] = []
+class OpCounter(CallCounter):
+    """Every call made through the wrapped SDK objects, one name per SDK call, and how long each took until its
+    result."""
 
     def wrap(self, inner: Any, prefix: str = "") -> Any:
         return _Counted(inner, self, prefix)
@@ -102,16 +106,6 @@ class OpCounter:
             return await operation
         finally:
             self.seconds.append(time.perf_counter() - started)
-
-    @contextmanager
-    def counting(self) -> Iterator[Window]:
-        sent, seconds = len(self.sent), len(self.seconds)
-        window = Window()
-        try:
-            yield window
-        finally:
-            window.sent.extend(self.sent[sent:])
-            window.call_seconds = sum(self.seconds[seconds:])
 
 
 class _Counted:
@@ -165,16 +159,8 @@ class CountedTarget(CouchbaseTargetSystem):
         return keyspace
 
 
-def ops(names: list[str]) -> dict[str, int]:
-    return dict(Counter(names))
-
-
 def kv_ops(names: list[str]) -> int:
     return sum(1 for name in names if not name.startswith("mgmt:"))
-
-
-def per_change_names(names: list[str], count: int) -> dict[str, float]:
-    return {name: n / count for name, n in Counter(names).items()}
 
 
 # -- the SDK, the server, the collections ---------------------------------------------------------------------------
@@ -203,14 +189,12 @@ class Server:
 
 
 def server_from_url(url: str) -> Server:
-    """`couchbase://USER:PASSWORD@HOST[:PORT]/BUCKET`, read as `tests/servers.py` does."""
-    parts = urlsplit(url)
-    bucket = parts.path.strip("/")
-    if not (parts.username and parts.password and bucket):
-        raise SystemExit(f"{URL_ENV} must look like couchbase://USER:PASSWORD@HOST[:PORT]/BUCKET")
-    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-    connection = f"{parts.scheme}://{host}"
-    return Server(connection, unquote(parts.username), unquote(parts.password), bucket, URL_ENV)
+    """`couchbase://USER:PASSWORD@HOST[:PORT]/BUCKET`, read by `tests/servers.py`."""
+    try:
+        cluster = sdk("tests.servers")._couchbase_from_url(url)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    return Server(cluster.connection_string, cluster.username, cluster.password, cluster.bucket, URL_ENV)
 
 
 @contextmanager
@@ -229,12 +213,7 @@ def couchbase_server() -> Iterator[Server]:
             connection, servers.COUCHBASE_USER, servers.COUCHBASE_PASSWORD, servers.COUCHBASE_BUCKET, description
         )
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 async def connect(server: Server) -> Any:
@@ -356,53 +335,15 @@ async def seed_audit(bench: Bench, audit: str, count: int) -> None:
     await gather_chunked([functools.partial(collection.upsert, k, d) for k, d in entries.items()])
 
 
-@dataclass
-class Runs:
-    """Wall times and call times of repeated runs, and the last run's window."""
-
-    times: list[float] = field(default_factory=list)
-    calls: list[float] = field(default_factory=list)
-    window: Window = field(default_factory=Window)
-
-    def add(self, seconds: float, window: Window) -> None:
-        self.times.append(seconds)
-        self.calls.append(window.call_seconds)
-        self.window = window
-
-    def figures(self, get_seconds: float) -> dict[str, Any]:
-        seconds = statistics.median(self.times)
-        return {
-            "kv_ops": kv_ops(self.window.sent),
-            "op_names": ops(self.window.sent),
-            "seconds_median": seconds,
-            "call_seconds_median": statistics.median(self.calls),
-            "x_get": seconds / get_seconds,
-        }
-
-
-async def fresh_runs(bench: Bench, names: Names, changes: list[type[Change]], repeat: int) -> Runs:
-    """A fresh engine each time, the usual start-up: `await Flamingock(...).run()` loads the changes, opens the
-    store (listing the collections), reads."""
-    runs = Runs()
-    for _ in range(repeat):
-        with bench.counter.counting() as window:
-            seconds, report = await timed(bench.engine(names, changes).run)
-        assert report.status is RunStatus.NO_CHANGES and len(report.changes) == len(changes), report.status
-        runs.add(seconds, window)
-    return runs
-
-
-async def open_runs(bench: Bench, names: Names, changes: list[type[Change]], repeat: int) -> Runs:
-    """An engine kept open (`async with fl:`), changes loaded: run() itself."""
-    runs = Runs()
-    async with bench.engine(names, changes) as fl:
-        fl.changes()
-        for _ in range(repeat):
-            with bench.counter.counting() as window:
-                seconds, report = await timed(fl.run)
-            assert report.status is RunStatus.NO_CHANGES
-            runs.add(seconds, window)
-    return runs
+def engine_figures(runs: Runs, get_seconds: float) -> dict[str, Any]:
+    seconds = runs.seconds_median
+    return {
+        "kv_ops": kv_ops(runs.window.sent),
+        "op_names": tally(runs.window.sent),
+        "seconds_median": seconds,
+        "call_seconds_median": runs.call_seconds_median,
+        "x_get": seconds / get_seconds,
+    }
 
 
 async def unit_get(bench: Bench, audit: str, repeat: int) -> tuple[int, float]:
@@ -429,8 +370,9 @@ async def noop_run(bench: Bench, count: int, repeat: int) -> tuple[dict[str, Any
     assert len(report.applied) == by_engine, report
     audit = names.audit
     seed_seconds, _ = await timed(lambda: seed_audit(bench, audit, count))
-    fresh = await fresh_runs(bench, names, changes, repeat)
-    kept = await open_runs(bench, names, changes, repeat)
+    # A fresh engine opens the store by listing the collections.
+    fresh = await fresh_runs(lambda: bench.engine(names, changes), bench.counter, count, repeat)
+    kept = await open_runs(bench.engine(names, changes), bench.counter, repeat)
     get_ops, get_seconds = await unit_get(bench, audit, repeat)
     collection = await bench.bare(audit)
     head, _ = await body_of(collection, HEAD_KEY)
@@ -452,8 +394,8 @@ async def noop_run(bench: Bench, count: int, repeat: int) -> tuple[dict[str, Any
         "head_read_seconds_median": await head_read(bench, audit, repeat),
         "store_read_seconds_median": store_read,
         "runs": repeat,
-        "fresh_engine": fresh.figures(get_seconds),
-        "open_engine": kept.figures(get_seconds),
+        "fresh_engine": engine_figures(fresh, get_seconds),
+        "open_engine": engine_figures(kept, get_seconds),
         "lock": lock,
     }
     return figures, head["states"]["c00000"]
@@ -462,56 +404,15 @@ async def noop_run(bench: Bench, count: int, repeat: int) -> tuple[dict[str, Any
 # -- (b) applying ---------------------------------------------------------------------------------------------------
 
 
-class PerChange:
-    """A listener that puts down to each change the operations sent between its CHANGE_STARTED and CHANGE_FINISHED:
-    what is left of a run's operations is its constant (reads, lock, collections)."""
-
-    def __init__(self, counter: OpCounter) -> None:
-        self._counter = counter
-        self._start = 0
-        self.counts: list[int] = []
-        self.names: list[str] = []
-
-    async def __call__(self, event: Event) -> None:
-        if event.kind is EventKind.CHANGE_STARTED:
-            self._start = len(self._counter.sent)
-        elif event.kind is EventKind.CHANGE_FINISHED:
-            self.counts.append(len(self._counter.sent) - self._start)
-            self.names += self._counter.sent[self._start :]
-
-
-def early_late_ms(durations: list[float], window: int) -> tuple[float, float]:
-    """Mean time over the first and the last `window` durations: equal unless each costs more as the audit grows."""
-    return statistics.mean(durations[:window]) * 1000, statistics.mean(durations[-window:]) * 1000
-
-
 def windows_ms(durations: list[float], window: int) -> list[float]:
     return [statistics.mean(durations[i : i + window]) * 1000 for i in range(0, len(durations), window)]
 
 
-async def engine_run(bench: Bench, name: str, count: int) -> dict[str, Any]:
+async def engine_run(bench: Bench, name: str, count: int) -> AppliedRun:
     names = bench.names(name)
     changes = make_changes(count)
     await bench.engine(names, changes).plan()  # the store creates its collections: that belongs to no change
-    fl = bench.engine(names, changes)
-    fl.changes()
-    per_change = PerChange(bench.counter)
-    fl.add_listener(per_change)
-    with bench.counter.counting() as seen:
-        seconds, report = await timed(fl.run)
-    assert len(report.applied) == count, report
-    constant = list((Counter(seen.sent) - Counter(per_change.names)).elements())
-    durations = [c.duration_seconds for c in report.changes]
-    return {
-        "seconds": seconds,
-        "call_seconds": seen.call_seconds,
-        "ops_per_change": statistics.mean(per_change.counts),
-        "ops_per_change_range": [min(per_change.counts), max(per_change.counts)],
-        "op_names_per_change": per_change_names(per_change.names, count),
-        "run_constant_ops": ops(constant),
-        "change_seconds": sum(durations),
-        "quarters_ms": early_late_ms(durations, max(count // 4, 1)),
-    }
+    return await measure_engine(bench.engine(names, changes), bench.counter, count)
 
 
 class Floor:
@@ -567,29 +468,16 @@ async def floor_of(bench: Bench, name: str, template: dict[str, Any], *, states:
     return floor
 
 
-async def floor_run(bench: Bench, name: str, count: int, template: dict[str, Any], *, states: bool) -> dict[str, Any]:
+async def floor_run(bench: Bench, name: str, count: int, template: dict[str, Any], *, states: bool) -> FloorRun:
     floor = await floor_of(bench, name, template, states=states)
-    durations: list[float] = []
-    with bench.counter.counting() as seen:
-        for i in range(count):
-            seconds, _ = await timed(functools.partial(floor.one, i))
-            durations.append(seconds)
-    return {
-        "seconds": sum(durations),
-        "ops_per_change": len(seen.sent) / count,
-        "op_names_per_change": per_change_names(seen.sent, count),
-        "quarters_ms": early_late_ms(durations, max(count // 4, 1)),
-    }
+    return await measure_floor(floor.one, bench.counter, count)
 
 
-def floor_figures(floors: list[dict[str, Any]], count: int) -> dict[str, Any]:
+def floor_figures(floors: list[FloorRun], count: int) -> dict[str, Any]:
     return {
-        "ops_per_change": floors[-1]["ops_per_change"],
-        "op_names_per_change": floors[-1]["op_names_per_change"],
-        "ms_per_change": statistics.median(f["seconds"] for f in floors) / count * 1000,
-        "ms_per_change_first_quarter": statistics.median(f["quarters_ms"][0] for f in floors),
-        "ms_per_change_last_quarter": statistics.median(f["quarters_ms"][1] for f in floors),
-        "seconds_each": [f["seconds"] for f in floors],
+        "ops_per_change": floors[-1].per_change,
+        "op_names_per_change": floors[-1].names_per_change,
+        **floor_times(floors, count),
     }
 
 
@@ -597,33 +485,32 @@ async def apply_run(bench: Bench, repeat: int, template: dict[str, Any]) -> dict
     """`repeat` runs of the engine and of both floors, in turn and in rotating order so that a busier moment hits
     each; every collection dropped after each round, so that the server's size stays the same."""
     count = APPLY_COUNT
-    results: dict[str, list[dict[str, Any]]] = {"engine": [], "floor": [], "floor+states": []}
-    kinds = list(results)
+    runs: list[AppliedRun] = []
+    floors: dict[str, list[FloorRun]] = {"floor": [], "floor+states": []}
     for attempt in range(repeat):
-        for kind in kinds[attempt % 3 :] + kinds[: attempt % 3]:
+        for kind in rotated(("engine", "floor", "floor+states"), attempt):
             name = f"apply{attempt}{kind.replace('+', '')}"
             if kind == "engine":
-                results[kind].append(await engine_run(bench, name, count))
+                runs.append(await engine_run(bench, name, count))
             else:
-                results[kind].append(await floor_run(bench, name, count, template, states=kind == "floor+states"))
+                floors[kind].append(await floor_run(bench, name, count, template, states=kind == "floor+states"))
         await bench.drop_all()
-    runs = results["engine"]
-    seconds = statistics.median(r["seconds"] for r in runs)
+    seconds = statistics.median(r.seconds for r in runs)
     return {
         "changes": count,
         "seconds_median": seconds,
         "ms_per_change": seconds / count * 1000,
-        "ms_in_change": statistics.median(r["change_seconds"] for r in runs) / count * 1000,
-        "call_seconds_median": statistics.median(r["call_seconds"] for r in runs),
-        "ms_per_change_first_quarter": statistics.median(r["quarters_ms"][0] for r in runs),
-        "ms_per_change_last_quarter": statistics.median(r["quarters_ms"][1] for r in runs),
-        "ops_per_change": statistics.median(r["ops_per_change"] for r in runs),
-        "ops_per_change_range": runs[-1]["ops_per_change_range"],
-        "op_names_per_change": runs[-1]["op_names_per_change"],
-        "run_constant_ops": runs[-1]["run_constant_ops"],
-        "seconds_each": [r["seconds"] for r in runs],
-        "floor": floor_figures(results["floor"], count),
-        "floor_states": floor_figures(results["floor+states"], count),
+        "ms_in_change": statistics.median(r.change_seconds for r in runs) / count * 1000,
+        "call_seconds_median": statistics.median(r.call_seconds for r in runs),
+        "ms_per_change_first_quarter": statistics.median(r.quarters_ms[0] for r in runs),
+        "ms_per_change_last_quarter": statistics.median(r.quarters_ms[1] for r in runs),
+        "ops_per_change": statistics.median(r.per_change for r in runs),
+        "ops_per_change_range": runs[-1].per_change_range,
+        "op_names_per_change": runs[-1].names_per_change,
+        "run_constant_ops": runs[-1].run_constant,
+        "seconds_each": [r.seconds for r in runs],
+        "floor": floor_figures(floors["floor"], count),
+        "floor_states": floor_figures(floors["floor+states"], count),
     }
 
 
@@ -659,7 +546,7 @@ async def growth_run(bench: Bench, repeat: int, template: dict[str, Any]) -> lis
     curves: dict[str, list[list[float]]] = {kind: [] for kind in kinds}
     head_bytes: dict[str, int] = {}
     for attempt in range(repeat):
-        for kind in kinds[attempt % 3 :] + kinds[: attempt % 3]:
+        for kind in rotated(kinds, attempt):
             name = f"grow{attempt}{kind.replace('+', '')}"
             if kind == "store":
                 durations, head_bytes[kind] = await store_appends(bench, name, template, count)
@@ -709,8 +596,8 @@ async def lock_round_trips(bench: Bench, store: CouchbaseAuditStore, repeat: int
         "round_trip_ms_median": statistics.median(total) * 1000,
         "acquire_ms_median": statistics.median(acquires) * 1000,
         "release_ms_median": statistics.median(releases) * 1000,
-        "acquire_ops": ops(acquire.sent),
-        "release_ops": ops(release.sent),
+        "acquire_ops": tally(acquire.sent),
+        "release_ops": tally(release.sent),
         "kv_ops": kv_ops(acquire.sent) + kv_ops(release.sent),
     }
 
@@ -728,10 +615,7 @@ async def lock_run(bench: Bench, repeat: int) -> dict[str, Any]:
 
 def machine(server: Server) -> dict[str, Any]:
     return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
+        **machine_facts(),
         "couchbase": package_version("couchbase"),
         "server": server.description,
         "aioflamingock": aioflamingock.__version__,
@@ -798,7 +682,7 @@ def print_lock(results: dict[str, Any]) -> None:
 
 def print_tables(results: dict[str, Any]) -> None:
     info = results["machine"]
-    print(f"machine: {info['cpu']}, {info['cores']} cores, {info['os']}")
+    print_machine(info)
     print(f"Python {info['python']}, couchbase (acouchbase) {info['couchbase']}; {info['server']}\n")
     print_noop(results)
     print_apply(results)
@@ -809,20 +693,17 @@ async def measure(bench: Bench, repeat: int) -> dict[str, Any]:
     noop = []
     template: dict[str, Any] = {}
     for count in NOOP_SIZES:
-        started = time.perf_counter()
-        figures, template = await noop_run(bench, count, repeat)
-        noop.append(figures)
-        await bench.drop_all()  # a smaller server for what follows
-        print(f"(a) {count:,} changes: {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
-        ("apply", lambda: apply_run(bench, repeat, template)),
-        ("growth", lambda: growth_run(bench, repeat, template)),
-        ("lock", lambda: lock_run(bench, repeat)),
-    ]
+        with progress(f"(a) {count:,} changes"):
+            figures, template = await noop_run(bench, count, repeat)
+            noop.append(figures)
+            await bench.drop_all()  # a smaller server for what follows
     results: dict[str, Any] = {"noop": noop}
-    for name, step in steps:
-        seconds, results[name] = await timed(step)
-        print(f"({'c' if name == 'lock' else 'b'}) {name}: {seconds:.0f} s", file=sys.stderr)
+    with progress("(b) apply"):
+        results["apply"] = await apply_run(bench, repeat, template)
+    with progress("(b) growth"):
+        results["growth"] = await growth_run(bench, repeat, template)
+    with progress("(c) lock"):
+        results["lock"] = await lock_run(bench, repeat)
     return results
 
 
@@ -846,13 +727,8 @@ async def main(repeat: int) -> None:
             figures = await measure(bench, repeat)
     results = {"machine": info, "repeat": repeat, **figures}
     print_tables(results)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"couchbase-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwritten: {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
+    write_results(results, "couchbase")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is reported")
-    asyncio.run(main(parser.parse_args().repeat))
+    asyncio.run(main(argument_parser(__doc__).parse_args().repeat))

@@ -17,36 +17,52 @@ Prints a table and writes the figures to benchmarks/results/dynamodb-<time>.json
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import functools
 import itertools
-import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aioboto3
-from _common import count_call, cpu_model, generate_changes, median_seconds, package_version, timed
+from _common import (
+    AppliedRun,
+    CallCounter,
+    FloorRun,
+    Runs,
+    argument_parser,
+    count_call,
+    floor_times,
+    fresh_runs,
+    generate_changes,
+    machine_facts,
+    measure_engine,
+    measure_floor,
+    median_seconds,
+    open_runs,
+    package_version,
+    print_machine,
+    progress,
+    rotated,
+    stop_process,
+    tally,
+    timed,
+    write_results,
+)
 
 import aioflamingock
-from aioflamingock import Change, Event, EventKind, Flamingock, NonTransactionalTargetSystem, RunStatus
+from aioflamingock import Change, Flamingock, NonTransactionalTargetSystem
 from aioflamingock.dynamodb import DynamoDBAuditStore, DynamoDBContext, DynamoDBTargetSystem
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
 ENDPOINT_ENV = "AIOFLAMINGOCK_DYNAMODB_ENDPOINT"
 REGION = "us-east-1"
@@ -64,22 +80,9 @@ BENCH_KEYS = (("id", "S", "HASH"),)
 # -- counting requests ----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Window:
-    """What the clients sent meanwhile: `sent`, one operation name per HTTP request; `call_seconds`, the time the
-    calls took as the client saw them (signing, sending, waiting, parsing)."""
-
-    sent: list[str] = field(default_factory=list)
-    call_seconds: float = 0.0
-
-
-class RequestCounter:
+class RequestCounter(CallCounter):
     """Every request the watched clients send, by operation (botocore's `before-send`, one per HTTP request, retries
-    included), and each call's time from `before-call` to `after-call`."""
-
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-        self.seconds: list[float] = []
+    included), and each call's time from `before-call` to `after-call` (signing, sending, waiting, parsing)."""
 
     def watch(self, client: Any, label: str = "") -> None:
         prefix = f"{label}:" if label else ""
@@ -99,20 +102,6 @@ class RequestCounter:
         events.register("before-call.dynamodb", started)
         events.register("after-call.dynamodb", ended)
         events.register("after-call-error.dynamodb", ended)
-
-    @contextmanager
-    def counting(self) -> Iterator[Window]:
-        sent, seconds = len(self.sent), len(self.seconds)
-        window = Window()
-        try:
-            yield window
-        finally:
-            window.sent.extend(self.sent[sent:])
-            window.call_seconds = sum(self.seconds[seconds:])
-
-
-def requests(names: list[str]) -> dict[str, int]:
-    return dict(Counter(names))
 
 
 # -- tables ---------------------------------------------------------------------------------------------------------
@@ -237,27 +226,8 @@ async def noop_run(client: Any, counter: RequestCounter, tables: Tables, count: 
     seed_seconds, _ = await timed(lambda: seed_audit(client, audit, count))
     changes = make_changes(count, tables, name)
 
-    # A fresh engine, the usual start-up: `await Flamingock(...).run()` loads the changes, opens the store, reads.
-    fresh_times: list[float] = []
-    fresh_calls: list[float] = []
-    for _ in range(repeat):
-        with counter.counting() as fresh:
-            seconds, report = await timed(engine(client, tables, name, changes).run)
-        assert report.status is RunStatus.NO_CHANGES and len(report.changes) == count, report.status
-        fresh_times.append(seconds)
-        fresh_calls.append(fresh.call_seconds)
-
-    # An engine kept open (`async with fl:`), changes loaded: run() itself.
-    open_times: list[float] = []
-    open_calls: list[float] = []
-    async with engine(client, tables, name, changes) as fl:
-        fl.changes()
-        for _ in range(repeat):
-            with counter.counting() as kept:
-                seconds, report = await timed(fl.run)
-            assert report.status is RunStatus.NO_CHANGES
-            open_times.append(seconds)
-            open_calls.append(kept.call_seconds)
+    fresh = await fresh_runs(lambda: engine(client, tables, name, changes), counter, count, repeat)
+    kept = await open_runs(engine(client, tables, name, changes), counter, repeat)
 
     # The unit: one plain round trip on the same table.
     def get_item() -> Awaitable[Any]:
@@ -271,13 +241,13 @@ async def noop_run(client: Any, counter: RequestCounter, tables: Tables, count: 
         assert len(await audit_items(client, audit)) == count
     read_seconds = await median_seconds(lambda: audit_items(client, audit), max(repeat, 5))
 
-    def figures(times: list[float], calls: list[float], window: Window) -> dict[str, Any]:
-        seconds = statistics.median(times)
+    def figures(runs: Runs) -> dict[str, Any]:
+        seconds = runs.seconds_median
         return {
-            "requests": len(window.sent),
-            "request_names": requests(window.sent),
+            "requests": len(runs.window.sent),
+            "request_names": tally(runs.window.sent),
             "seconds_median": seconds,
-            "request_seconds_median": statistics.median(calls),
+            "request_seconds_median": runs.call_seconds_median,
             "x_get_item": seconds / get_seconds,
         }
 
@@ -291,8 +261,8 @@ async def noop_run(client: Any, counter: RequestCounter, tables: Tables, count: 
         "read_alone_requests": len(read.sent),
         "read_alone_seconds_median": read_seconds,
         "runs": repeat,
-        "fresh_engine": figures(fresh_times, fresh_calls, fresh),
-        "open_engine": figures(open_times, open_calls, kept),
+        "fresh_engine": figures(fresh),
+        "open_engine": figures(kept),
     }
 
 
@@ -332,13 +302,6 @@ def path_engine(kind: str, clients: Clients, tables: Tables, name: str, count: i
     external = NonTransactionalTargetSystem("external", dependencies={"calls": []})
     changes = generate_changes(count, "external", count_call, transactional=False)
     return Flamingock(audit_store=store, target_systems=[audit_db, external], changes=changes)
-
-
-def early_late_ms(durations: list[float]) -> tuple[float, float]:
-    """Mean time per change over the first and the last quarter of a run: equal unless a change costs more as the
-    audit grows."""
-    quarter = max(len(durations) // 4, 1)
-    return statistics.mean(durations[:quarter]) * 1000, statistics.mean(durations[-quarter:]) * 1000
 
 
 class Floor:
@@ -420,65 +383,16 @@ async def floor_run(
     name: str,
     count: int,
     template: dict[str, Any],
-) -> dict[str, Any]:
+) -> FloorRun:
     floor = Floor(kind, clients, tables, name, template)
     await floor.create()
-    durations: list[float] = []
-    with counter.counting() as seen:
-        for i in range(count):
-            seconds, _ = await timed(functools.partial(floor.one, i))
-            durations.append(seconds)
-    return {
-        "seconds": sum(durations),
-        "requests_per_change": len(seen.sent) / count,
-        "request_names_per_change": per_change_names(seen.sent, count),
-        "quarters_ms": early_late_ms(durations),
-    }
-
-
-class PerChange:
-    """A listener that puts down to each change the requests sent between its CHANGE_STARTED and CHANGE_FINISHED:
-    what is left of a run's requests is its constant (reads, lock, tables)."""
-
-    def __init__(self, counter: RequestCounter) -> None:
-        self._counter = counter
-        self._start = 0
-        self.counts: list[int] = []
-        self.names: list[str] = []
-
-    async def __call__(self, event: Event) -> None:
-        if event.kind is EventKind.CHANGE_STARTED:
-            self._start = len(self._counter.sent)
-        elif event.kind is EventKind.CHANGE_FINISHED:
-            self.counts.append(len(self._counter.sent) - self._start)
-            self.names += self._counter.sent[self._start :]
-
-
-def per_change_names(names: list[str], count: int) -> dict[str, float]:
-    return {name: n / count for name, n in Counter(names).items()}
+    return await measure_floor(floor.one, counter, count)
 
 
 async def engine_run(
     kind: str, clients: Clients, counter: RequestCounter, tables: Tables, name: str, count: int
-) -> dict[str, Any]:
-    fl = await prepare(kind, clients, tables, name, count)
-    fl.changes()
-    changes = PerChange(counter)
-    fl.add_listener(changes)
-    with counter.counting() as seen:
-        seconds, report = await timed(fl.run)
-    assert len(report.applied) == count, report
-    constant = list((Counter(seen.sent) - Counter(changes.names)).elements())
-    return {
-        "seconds": seconds,
-        "request_seconds": seen.call_seconds,
-        "requests_per_change": statistics.mean(changes.counts),
-        "requests_per_change_range": [min(changes.counts), max(changes.counts)],
-        "request_names_per_change": per_change_names(changes.names, count),
-        "run_constant_requests": requests(constant),
-        "change_seconds": sum(c.duration_seconds for c in report.changes),
-        "quarters_ms": early_late_ms([c.duration_seconds for c in report.changes]),
-    }
+) -> AppliedRun:
+    return await measure_engine(await prepare(kind, clients, tables, name, count), counter, count)
 
 
 async def apply_run(
@@ -487,38 +401,35 @@ async def apply_run(
     """`repeat` runs of the engine and of the floor, in turn and in alternating order so that a busier moment or a
     bigger server hits both; every table dropped after each pair, so that the server's size stays the same."""
     count = APPLY_COUNT
-    runs: list[dict[str, Any]] = []
-    floors: list[dict[str, Any]] = []
+    runs: list[AppliedRun] = []
+    floors: list[FloorRun] = []
     for attempt in range(repeat):
         name = f"{kind.replace('-', '')}{attempt}"
-        for which in ("engine", "floor") if attempt % 2 == 0 else ("floor", "engine"):
+        for which in rotated(("engine", "floor"), attempt):
             if which == "engine":
                 runs.append(await engine_run(kind, clients, counter, tables, name, count))
             else:
                 floors.append(await floor_run(kind, clients, counter, tables, f"{name}floor", count, template))
         await tables.drop_all()
-    seconds = statistics.median(r["seconds"] for r in runs)
+    seconds = statistics.median(r.seconds for r in runs)
     return {
         "path": kind,
         "changes": count,
         "seconds_median": seconds,
         "ms_per_change": seconds / count * 1000,
-        "ms_in_change": statistics.median(r["change_seconds"] for r in runs) / count * 1000,
-        "request_seconds_median": statistics.median(r["request_seconds"] for r in runs),
-        "ms_per_change_first_quarter": statistics.median(r["quarters_ms"][0] for r in runs),
-        "ms_per_change_last_quarter": statistics.median(r["quarters_ms"][1] for r in runs),
-        "requests_per_change": statistics.median(r["requests_per_change"] for r in runs),
-        "requests_per_change_range": runs[-1]["requests_per_change_range"],
-        "request_names_per_change": runs[-1]["request_names_per_change"],
-        "run_constant_requests": runs[-1]["run_constant_requests"],
-        "seconds_each": [r["seconds"] for r in runs],
+        "ms_in_change": statistics.median(r.change_seconds for r in runs) / count * 1000,
+        "request_seconds_median": statistics.median(r.call_seconds for r in runs),
+        "ms_per_change_first_quarter": statistics.median(r.quarters_ms[0] for r in runs),
+        "ms_per_change_last_quarter": statistics.median(r.quarters_ms[1] for r in runs),
+        "requests_per_change": statistics.median(r.per_change for r in runs),
+        "requests_per_change_range": runs[-1].per_change_range,
+        "request_names_per_change": runs[-1].names_per_change,
+        "run_constant_requests": runs[-1].run_constant,
+        "seconds_each": [r.seconds for r in runs],
         "floor": {
-            "requests_per_change": floors[-1]["requests_per_change"],
-            "request_names_per_change": floors[-1]["request_names_per_change"],
-            "ms_per_change": statistics.median(f["seconds"] for f in floors) / count * 1000,
-            "ms_per_change_first_quarter": statistics.median(f["quarters_ms"][0] for f in floors),
-            "ms_per_change_last_quarter": statistics.median(f["quarters_ms"][1] for f in floors),
-            "seconds_each": [f["seconds"] for f in floors],
+            "requests_per_change": floors[-1].per_change,
+            "request_names_per_change": floors[-1].names_per_change,
+            **floor_times(floors, count),
         },
     }
 
@@ -564,12 +475,7 @@ def dynamodb_server() -> Iterator[tuple[str, str]]:
         wait_for_port(port, process)
         yield f"http://127.0.0.1:{port}", f"moto {package_version('moto')} server, child process, one request at a time"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @asynccontextmanager
@@ -581,10 +487,7 @@ async def client(session: aioboto3.Session, endpoint: str) -> AsyncIterator[Any]
 
 def machine(server: str) -> dict[str, Any]:
     return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
+        **machine_facts(),
         "aioboto3": package_version("aioboto3"),
         "aiobotocore": package_version("aiobotocore"),
         "botocore": package_version("botocore"),
@@ -595,7 +498,7 @@ def machine(server: str) -> dict[str, Any]:
 
 def print_tables(results: dict[str, Any]) -> None:
     info = results["machine"]
-    print(f"machine: {info['cpu']}, {info['cores']} cores, {info['os']}")
+    print_machine(info)
     print(f"Python {info['python']}, aioboto3 {info['aioboto3']} (botocore {info['botocore']}); {info['server']}\n")
     print("(a) run() with nothing pending")
     print(f"{'applied changes':>16} | {'engine':<6} | {'requests':>8} | {'wall time':>10} | {'x GetItem':>9}")
@@ -641,28 +544,21 @@ async def main(repeat: int) -> None:
             try:
                 noop = []
                 for count in NOOP_SIZES:
-                    started = time.perf_counter()
-                    noop.append(await noop_run(store_client, counter, tables, count, repeat))
-                    template = await first_entry(store_client, tables.name(f"noop{count}", "audit"))
-                    await tables.drop_all()  # a smaller server for what follows
-                    print(f"(a) {count:,} changes: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+                    with progress(f"(a) {count:,} changes"):
+                        noop.append(await noop_run(store_client, counter, tables, count, repeat))
+                        template = await first_entry(store_client, tables.name(f"noop{count}", "audit"))
+                        await tables.drop_all()  # a smaller server for what follows
                 apply = []
                 for kind in PATHS:
-                    started = time.perf_counter()
-                    apply.append(await apply_run(kind, clients, counter, tables, repeat, template))
-                    print(f"(b) {kind}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+                    with progress(f"(b) {kind}"):
+                        apply.append(await apply_run(kind, clients, counter, tables, repeat, template))
             finally:
                 with contextlib.suppress(Exception):
                     await tables.drop_all()
     results = {"machine": info, "repeat": repeat, "noop": noop, "apply": apply}
     print_tables(results)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"dynamodb-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwritten: {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
+    write_results(results, "dynamodb")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is reported")
-    asyncio.run(main(parser.parse_args().repeat))
+    asyncio.run(main(argument_parser(__doc__).parse_args().repeat))

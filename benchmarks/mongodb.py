@@ -15,32 +15,41 @@ Prints a table and writes the figures to benchmarks/results/mongodb-<time>.json.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from _common import count_call, cpu_model, generate_changes, median_seconds, package_version, timed
+from _common import (
+    CallCounter,
+    Runs,
+    argument_parser,
+    count_call,
+    fresh_runs,
+    generate_changes,
+    machine_facts,
+    median_seconds,
+    open_runs,
+    package_version,
+    print_machine,
+    progress,
+    tally,
+    timed,
+    write_results,
+)
 from pymongo import AsyncMongoClient, MongoClient, monitoring
 
 import aioflamingock
-from aioflamingock import Change, Flamingock, NonTransactionalTargetSystem, RunStatus
+from aioflamingock import Change, Flamingock, NonTransactionalTargetSystem
 from aioflamingock.mongodb import MongoDBAuditStore, MongoDBContext, MongoDBTargetSystem
 
-RESULTS = Path(__file__).resolve().parent / "results"
 # (applied changes, runs per figure or None for --repeat, whether to measure an engine kept open as well).
 NOOP_PLAN = ((1_000, None, True), (5_000, None, True), (10_000, None, True))
 APPLIED_BY_ENGINE = 1_000  # larger audits are grown by copying these entries (see `seed_audit`)
@@ -51,32 +60,17 @@ AUDIT = "flamingockAuditLog"
 # -- counting commands ----------------------------------------------------------------------------------------------
 
 
-class CommandCounter(monitoring.CommandListener):
-    """Every command the client sends, by name; `counting()` gives those sent meanwhile."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
+class CommandCounter(CallCounter, monitoring.CommandListener):
+    """Every command the client sends, by name, and each one's time as the driver measured it."""
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
+        self.sent.append(event.command_name)
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
+        self.seconds.append(event.duration_micros / 1_000_000)
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-    @contextmanager
-    def counting(self) -> Iterator[list[str]]:
-        start, seen = len(self.names), []
-        try:
-            yield seen
-        finally:
-            seen.extend(self.names[start:])
-
-
-def commands(names: list[str]) -> dict[str, int]:
-    return dict(Counter(names))
+        self.seconds.append(event.duration_micros / 1_000_000)
 
 
 # -- changes, generated ---------------------------------------------------------------------------------------------
@@ -134,24 +128,8 @@ async def noop_run(
     seed_seconds, _ = await timed(lambda: seed_audit(client, database, count))
     changes = make_changes(count, "app", transactional=True)
 
-    # A fresh engine, the usual start-up: `await Flamingock(...).run()` loads the changes, opens the store, reads.
-    fresh_times: list[float] = []
-    for _ in range(repeat):
-        with counter.counting() as fresh_commands:
-            seconds, report = await timed(engine(client, database, changes).run)
-        assert report.status is RunStatus.NO_CHANGES and len(report.changes) == count, report.status
-        fresh_times.append(seconds)
-
-    # An engine kept open (`async with fl:`), changes loaded: run() itself.
-    open_times: list[float] = []
-    open_commands: list[str] = []
-    async with engine(client, database, changes) as fl:
-        fl.changes()
-        for _ in range(repeat if kept_open else 0):
-            with counter.counting() as open_commands:
-                seconds, report = await timed(fl.run)
-            assert report.status is RunStatus.NO_CHANGES
-            open_times.append(seconds)
+    fresh = await fresh_runs(lambda: engine(client, database, changes), counter, count, repeat)
+    kept = await open_runs(engine(client, database, changes), counter, repeat if kept_open else 0)
 
     # The unit: one plain round trip on the same collection.
     audit = client[database][AUDIT]
@@ -161,31 +139,27 @@ async def noop_run(
     # The store's read alone, rows fetched, not decoded: the server's share of the time.
     unfiltered = [{"$sort": {"changeId": 1, "seq": -1}}, {"$group": {"_id": "$changeId", "doc": {"$first": "$$ROOT"}}}]
     read_all = await median_seconds(lambda: fetch(audit, unfiltered), max(repeat, 5))
-    fresh = statistics.median(fresh_times)
-    kept = statistics.median(open_times) if open_times else None
+
+    def figures(runs: Runs) -> dict[str, Any]:
+        seconds = runs.seconds_median
+        return {
+            "commands": len(runs.window.sent),
+            "command_names": tally(runs.window.sent),
+            "seconds_median": seconds,
+            "x_find_one": seconds / find_one,
+        }
+
     return {
         "changes": count,
         "setup_apply_seconds": setup,
         "setup_applied_by_engine": APPLIED_BY_ENGINE,
         "setup_seed_seconds": seed_seconds,
         "find_one_seconds_median": find_one,
-        "find_one_commands": len(find_commands),
+        "find_one_commands": len(find_commands.sent),
         "read_alone_seconds_median": read_all,
-        "fresh_engine": {
-            "commands": len(fresh_commands),
-            "command_names": commands(fresh_commands),
-            "seconds_median": fresh,
-            "x_find_one": fresh / find_one,
-        },
+        "fresh_engine": figures(fresh),
         "runs": repeat,
-        "open_engine": None
-        if kept is None
-        else {
-            "commands": len(open_commands),
-            "command_names": commands(open_commands),
-            "seconds_median": kept,
-            "x_find_one": kept / find_one,
-        },
+        "open_engine": figures(kept) if kept.times else None,
     }
 
 
@@ -226,7 +200,7 @@ async def floor(kind: str, client: AsyncMongoClient[Any], counter: CommandCounte
     await call()  # collections created outside the measurement
     with counter.counting() as seen:
         await call()
-    return {"commands": len(seen), "seconds_median": await median_seconds(call, max(repeat, 20))}
+    return {"commands": len(seen.sent), "seconds_median": await median_seconds(call, max(repeat, 20))}
 
 
 async def apply_run(
@@ -252,8 +226,8 @@ async def apply_run(
         await client[f"{database}_one_app"].create_collection("bench")
         with counter.counting() as seen_one:
             await one.run()
-        per_change.append((len(seen) - len(seen_one)) / (count - 1))
-        names = seen
+        per_change.append((len(seen.sent) - len(seen_one.sent)) / (count - 1))
+        names = seen.sent
     seconds = statistics.median(times)
     return {
         "path": kind,
@@ -261,7 +235,7 @@ async def apply_run(
         "seconds_median": seconds,
         "ms_per_change": seconds / count * 1000,
         "commands_per_change": statistics.median(per_change),
-        "command_names_whole_run": commands(names),
+        "command_names_whole_run": tally(names),
         "floor": await floor(kind, client, counter, repeat),
     }
 
@@ -308,9 +282,9 @@ def pymongo_migrate_run(uri: str, count: int, repeat: int) -> dict[str, Any]:
     return {
         "tool": f"pymongo-migrate {package_version('pymongo-migrate')}",
         "apply_seconds": apply_seconds,
-        "apply_commands": len(applied),
+        "apply_commands": len(applied.sent),
         "noop_seconds_median": statistics.median(noop_times),
-        "noop_commands": len(noop),
+        "noop_commands": len(noop.sent),
         "notes": "synchronous; no lock; no transaction: a migration and its record are two separate writes",
     }
 
@@ -324,18 +298,13 @@ async def aioflamingock_tool_run(
     with counter.counting() as applied:
         apply_seconds, report = await timed(engine(client, database, changes).run)
     assert len(report.applied) == count
-    noop_times = []
-    for _ in range(repeat):
-        with counter.counting() as noop:
-            seconds, report = await timed(engine(client, database, changes).run)
-        assert report.status is RunStatus.NO_CHANGES
-        noop_times.append(seconds)
+    noop = await fresh_runs(lambda: engine(client, database, changes), counter, count, repeat)
     return {
         "tool": f"aioflamingock {aioflamingock.__version__}",
         "apply_seconds": apply_seconds,
-        "apply_commands": len(applied),
-        "noop_seconds_median": statistics.median(noop_times),
-        "noop_commands": len(noop),
+        "apply_commands": len(applied.sent),
+        "noop_seconds_median": noop.seconds_median,
+        "noop_commands": len(noop.window.sent),
         "notes": "shared-transaction path, fresh engine each run",
     }
 
@@ -378,10 +347,7 @@ def mongodb_server() -> Iterator[tuple[str, str]]:
 
 def machine(server: str, server_version: str) -> dict[str, Any]:
     return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
+        **machine_facts(),
         "pymongo": package_version("pymongo"),
         "server": server,
         "server_version": server_version,
@@ -391,7 +357,7 @@ def machine(server: str, server_version: str) -> dict[str, Any]:
 
 def print_tables(results: dict[str, Any]) -> None:
     info = results["machine"]
-    print(f"machine: {info['cpu']}, {info['cores']} cores, {info['os']}")
+    print_machine(info)
     print(f"Python {info['python']}, PyMongo {info['pymongo']}; server: {info['server']} ({info['server_version']})\n")
     print("(a) run() with nothing pending")
     print(f"{'applied changes':>16} | {'engine':<6} | {'commands':>8} | {'wall time':>10} | {'x find_one':>10}")
@@ -436,27 +402,20 @@ async def main(repeat: int) -> None:
             info = machine(server, str(server_version))
             noop = []
             for count, runs, kept_open in NOOP_PLAN:
-                started = time.perf_counter()
-                noop.append(await noop_run(client, counter, count, runs or repeat, kept_open=kept_open))
-                print(f"(a) {count:,} changes: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+                with progress(f"(a) {count:,} changes"):
+                    noop.append(await noop_run(client, counter, count, runs or repeat, kept_open=kept_open))
             apply = []
             for kind in ("shared", "marker", "non-tx"):
-                started = time.perf_counter()
-                apply.append(await apply_run(kind, client, counter, repeat))
-                print(f"(b) {kind}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+                with progress(f"(b) {kind}"):
+                    apply.append(await apply_run(kind, client, counter, repeat))
             tools = [await aioflamingock_tool_run(client, counter, TOOL_COUNT, repeat)]
             tools.append(await asyncio.to_thread(pymongo_migrate_run, uri, TOOL_COUNT, repeat))
         finally:
             await client.close()
     results = {"machine": info, "repeat": repeat, "noop": noop, "apply": apply, "tools": tools}
     print_tables(results)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"mongodb-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwritten: {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
+    write_results(results, "mongodb")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is reported")
-    asyncio.run(main(parser.parse_args().repeat))
+    asyncio.run(main(argument_parser(__doc__).parse_args().repeat))

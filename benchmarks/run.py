@@ -11,28 +11,22 @@ Prints a table and writes the figures, with a description of the machine, to ben
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import os
-import platform
 import sqlite3
 import statistics
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
-from _common import count_call, cpu_model, generate_changes, timed
+from _common import argument_parser, count_call, generate_changes, machine_facts, print_machine, timed, write_results
 
 import aioflamingock
 from aioflamingock import Change, Flamingock, NonTransactionalTargetSystem, RunStatus
 from aioflamingock.sqlite import SQLiteAuditStore, SQLiteContext, SQLiteTargetSystem
 
-RESULTS = Path(__file__).resolve().parent / "results"
 LOCK_TABLE = "flamingock_lock"
 NOOP_SIZES = (1_000, 10_000)
 APPLY_COUNT = 1_000
@@ -223,10 +217,7 @@ def filesystem(path: Path) -> str:
 
 def machine(workdir: Path) -> dict[str, Any]:
     return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
+        **machine_facts(),
         "sqlite": sqlite3.sqlite_version,
         "aiosqlite": aiosqlite.__version__,
         "aioflamingock": aioflamingock.__version__,
@@ -235,7 +226,7 @@ def machine(workdir: Path) -> dict[str, Any]:
 
 
 def print_tables(noop: list[dict[str, Any]], apply: list[dict[str, Any]], info: dict[str, Any]) -> None:
-    print(f"machine: {info['cpu']}, {info['cores']} cores, {info['os']}")
+    print_machine(info)
     print(f"Python {info['python']}, SQLite {info['sqlite']}, aiosqlite {info['aiosqlite']}")
     print(f"database files on: {info['filesystem']}\n")
     print("(a) run() with nothing pending")
@@ -262,15 +253,11 @@ async def main(repeat: int, workdir: Path) -> None:
     noop = [await noop_run(workdir, count, repeat) for count in NOOP_SIZES]
     apply = [await apply_run(kind, workdir, APPLY_COUNT, repeat) for kind in ("shared", "marker", "non-tx")]
     print_tables(noop, apply, info)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps({"machine": info, "repeat": repeat, "noop": noop, "apply": apply}, indent=2) + "\n")
-    print(f"\nwritten: {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
+    write_results({"machine": info, "repeat": repeat, "noop": noop, "apply": apply})
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is reported")
+    parser = argument_parser(__doc__)
     parser.add_argument("--dir", type=Path, default=None, help="where the database files go (default: a temp dir)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
