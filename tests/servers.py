@@ -61,6 +61,7 @@ __all__ = [
     "wait_for_port",
 ]
 
+
 class _Stoppable(Protocol):
     @property
     def stop(self) -> Callable[[], None]: ...
