@@ -121,3 +121,25 @@ def eight_processes_apply_every_change_once(h: Processes, *, timeout: float = 60
             assert h.target_rows(change_id) == [(by, n) for n in THREE_ROWS]
     assert h.markers() == []
     assert h.lock() is None
+
+
+def committed_marker_is_recorded(h: Processes, crashed: str) -> Exited:
+    """After a process was killed between its marker-path commit and its APPLIED entry (each backend parks it
+    there its own way): the change is committed, with its marker; the next run records APPLIED without running it
+    again, and deletes the marker."""
+    assert h.markers() == [("marker-1", crashed)]
+    assert h.target_rows("marker-1") == [(crashed, n) for n in THREE_ROWS]
+    assert h.states("marker-1") == ["STARTED"]
+
+    rerun = h.run()
+
+    assert rerun.code == EXIT_OK, rerun
+    assert h.effect_executions("marker-1") == [crashed], "the committed change ran again"
+    assert h.target_rows("marker-1") == [(crashed, n) for n in THREE_ROWS]
+    *_, applied = h.audit("marker-1")
+    assert (applied.state, applied.execution_id) == ("APPLIED", rerun.execution_id)
+    assert applied.metadata == {"recoveredFromExecutionId": crashed}
+    assert h.states("marker-1") == ["STARTED", "APPLIED"]
+    assert h.markers() == [], "the marker is deleted once APPLIED is recorded"
+    assert h.effects() == {f"{kind}-1": 1 for kind in h.kinds}
+    return rerun

@@ -8,7 +8,7 @@ from contextlib import closing
 import pytest
 
 from . import _scenarios as scenarios
-from .conftest import EXIT_OK, LEASE_SECONDS, Faults, wait_until
+from .conftest import LEASE_SECONDS, Faults, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -43,18 +43,4 @@ def test_marker_crash_after_commit_is_recorded_without_running_again(faults: Fau
         wait_until(lambda: faults.markers() != [], LEASE_SECONDS / 2, "the change's transaction to commit")
         victim.kill()
         blocker.execute("ROLLBACK")
-    assert faults.markers() == [("marker-1", crashed)]
-    assert faults.rows(faults.app_db, "marker-1") == [(crashed, n) for n in THREE_ROWS]
-    assert faults.states("marker-1") == ["STARTED"]
-
-    rerun = faults.run()
-
-    assert rerun.code == EXIT_OK, rerun
-    assert faults.effect_executions("marker-1") == [crashed], "the committed change ran again"
-    assert faults.rows(faults.app_db, "marker-1") == [(crashed, n) for n in THREE_ROWS]
-    *_, applied = faults.audit("marker-1")
-    assert (applied.state, applied.execution_id) == ("APPLIED", rerun.execution_id)
-    assert applied.metadata == {"recoveredFromExecutionId": crashed}
-    assert faults.states("marker-1") == ["STARTED", "APPLIED"]
-    assert faults.markers() == [], "the marker is deleted once APPLIED is recorded"
-    assert faults.effects() == {"shared-1": 1, "marker-1": 1, "nontx-1": 1}
+    scenarios.committed_marker_is_recorded(faults, crashed)

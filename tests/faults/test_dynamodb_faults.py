@@ -219,21 +219,7 @@ def test_marker_crash_after_commit_is_recorded_without_running_again(dynamo: Har
     victim = dynamo.start(park_after_commit=True)
     crashed = dynamo.wait_ready(victim, "marker-1")
     victim.kill()
-    assert dynamo.markers() == [("marker-1", crashed)]
-    assert dynamo.rows("marker-1") == [(crashed, n) for n in THREE_ROWS]
-    assert dynamo.states("marker-1") == ["STARTED"]
-
-    rerun = dynamo.run()
-
-    assert rerun.code == EXIT_OK, rerun
-    assert dynamo.effect_executions("marker-1") == [crashed], "the committed change ran again"
-    assert dynamo.rows("marker-1") == [(crashed, n) for n in THREE_ROWS]
-    *_, applied = dynamo.audit("marker-1")
-    assert (applied.state, applied.execution_id) == ("APPLIED", rerun.execution_id)
-    assert applied.metadata == {"recoveredFromExecutionId": crashed}
-    assert dynamo.states("marker-1") == ["STARTED", "APPLIED"]
-    assert dynamo.markers() == [], "the marker is deleted once APPLIED is recorded"
-    assert dynamo.effects() == {"shared-1": 1, "marker-1": 1, "nontx-1": 1}
+    scenarios.committed_marker_is_recorded(dynamo, crashed)
 
 
 def test_non_transactional_crash_needs_a_human_under_manual_intervention(dynamo: Harness) -> None:

@@ -234,21 +234,7 @@ def test_marker_crash_after_commit_is_recorded_without_running_again(mongo: Harn
         victim.kill()
     finally:
         mongo.clear_fail_point()
-    assert mongo.markers() == [("marker-1", crashed)]
-    assert mongo.rows(mongo.app_db, "marker-1") == [(crashed, n) for n in THREE_ROWS]
-    assert mongo.states("marker-1") == ["STARTED"]
-
-    rerun = mongo.run()
-
-    assert rerun.code == EXIT_OK, rerun
-    assert mongo.effect_executions("marker-1") == [crashed], "the committed change ran again"
-    assert mongo.rows(mongo.app_db, "marker-1") == [(crashed, n) for n in THREE_ROWS]
-    *_, applied = mongo.audit("marker-1")
-    assert (applied.state, applied.execution_id) == ("APPLIED", rerun.execution_id)
-    assert applied.metadata == {"recoveredFromExecutionId": crashed}
-    assert mongo.states("marker-1") == ["STARTED", "APPLIED"]
-    assert mongo.markers() == [], "the marker is deleted once APPLIED is recorded"
-    assert mongo.effects() == {"shared-1": 1, "marker-1": 1, "nontx-1": 1}
+    scenarios.committed_marker_is_recorded(mongo, crashed)
 
 
 def test_non_transactional_crash_needs_a_human_under_manual_intervention(mongo: Harness) -> None:
