@@ -31,12 +31,12 @@ from tests.servers import (
 )
 
 from . import _scenarios as scenarios
+from ._scenarios import THREE_ROWS
 from .conftest import LEASE_SECONDS, App, Processes
 
 pytestmark = pytest.mark.slow
 
 APP = Path(__file__).with_name("_couchbase_app.py")
-THREE_ROWS = [0, 1, 2]
 EXIT_LOCK_LOST = 3
 EXIT_STORE_ERROR = 7
 STOPPED_EXIT_SECONDS = 30.0

@@ -12,8 +12,6 @@ from .conftest import LEASE_SECONDS, Faults, wait_until
 
 pytestmark = pytest.mark.slow
 
-THREE_ROWS = [0, 1, 2]
-
 
 def test_non_transactional_crash_needs_a_human_under_manual_intervention(faults: Faults) -> None:
     scenarios.nontx_crash_needs_a_human(faults)

@@ -33,6 +33,7 @@ from tests.servers import (
 )
 
 from . import _scenarios as scenarios
+from ._scenarios import THREE_ROWS
 from .conftest import (
     EXIT_LOCK_LOST,
     EXIT_OK,
@@ -45,7 +46,6 @@ from .conftest import (
 pytestmark = pytest.mark.slow
 
 APP = Path(__file__).with_name("_dynamo_app.py")
-THREE_ROWS = [0, 1, 2]
 STOPPED_EXIT_SECONDS = 30.0
 RETRY_SECONDS = 2.0
 """The apps' `retry_seconds`, short so that a stopped endpoint ends a run soon."""

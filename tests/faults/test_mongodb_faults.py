@@ -21,6 +21,7 @@ import pytest
 from tests.servers import MONGODB_URI_ENV, NO_MONGODB, _stop_secantus, unavailable
 
 from . import _scenarios as scenarios
+from ._scenarios import THREE_ROWS
 from .conftest import (
     EXIT_LOCK_LOST,
     EXIT_OK,
@@ -33,7 +34,6 @@ from .conftest import (
 pytestmark = pytest.mark.slow
 
 APP = Path(__file__).with_name("_mongo_app.py")
-THREE_ROWS = [0, 1, 2]
 TRANSACTION_LIFETIME_SECONDS = 1.0
 """Of the SecantusDB servers started here. A transaction whose client was SIGKILLed keeps what it wrote locked
 (the implicit creation of a collection included) until the server reaps it: SecantusDB does so when another
