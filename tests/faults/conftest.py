@@ -27,6 +27,7 @@ LEASE_SECONDS = 1.5
 EXIT_OK = 0
 EXIT_LOCK_LOST = 3
 EXIT_MANUAL_INTERVENTION = 4
+EXIT_STORE_ERROR = 7
 ERROR_PREFIX = "error: "
 START_TIMEOUT = 20.0
 SETTLE_SECONDS = 0.75
@@ -39,6 +40,17 @@ class Entry:
     """One audit row, as another process wrote it."""
 
     id: int
+    execution_id: str
+    change_id: str
+    state: str
+    tx_strategy: str
+    metadata: dict[str, object]
+
+
+@dataclass(frozen=True)
+class DocumentEntry:
+    """One audit entry of a document store (MongoDB, DynamoDB, Couchbase), as another process wrote it."""
+
     execution_id: str
     change_id: str
     state: str

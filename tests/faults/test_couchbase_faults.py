@@ -13,7 +13,6 @@ import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,13 +31,11 @@ from tests.servers import (
 
 from . import _scenarios as scenarios
 from ._scenarios import THREE_ROWS
-from .conftest import LEASE_SECONDS, App, Processes
+from .conftest import EXIT_LOCK_LOST, EXIT_STORE_ERROR, LEASE_SECONDS, App, DocumentEntry, Processes
 
 pytestmark = pytest.mark.slow
 
 APP = Path(__file__).with_name("_couchbase_app.py")
-EXIT_LOCK_LOST = 3
-EXIT_STORE_ERROR = 7
 STOPPED_EXIT_SECONDS = 30.0
 
 
@@ -68,15 +65,6 @@ def couchbase() -> Iterator[CouchbaseServer]:
         server.stop()
         if process is not None:
             process.wait(10)
-
-
-@dataclass(frozen=True)
-class Entry:
-    execution_id: str
-    change_id: str
-    state: str
-    tx_strategy: str
-    metadata: dict[str, object]
 
 
 class Harness(Processes):
@@ -134,11 +122,11 @@ class Harness(Processes):
             return None
         return body
 
-    def audit(self, change_id: str | None = None) -> list[Entry]:
+    def audit(self, change_id: str | None = None) -> list[DocumentEntry]:
         head = self._get("audit", "flamingockAuditHead")
         documents = [self._get("audit", f"flamingockAudit::{seq}") for seq in range(1, (head or {}).get("seq", 0) + 1)]
         entries = [
-            Entry(d["executionId"], d["changeId"], d["state"], d["txStrategy"], d["metadata"])
+            DocumentEntry(d["executionId"], d["changeId"], d["state"], d["txStrategy"], d["metadata"])
             for d in documents
             if d is not None
         ]

@@ -16,7 +16,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,8 +36,10 @@ from ._scenarios import THREE_ROWS
 from .conftest import (
     EXIT_LOCK_LOST,
     EXIT_OK,
+    EXIT_STORE_ERROR,
     LEASE_SECONDS,
     App,
+    DocumentEntry,
     Exited,
     Processes,
 )
@@ -50,7 +51,6 @@ STOPPED_EXIT_SECONDS = 30.0
 RETRY_SECONDS = 2.0
 """The apps' `retry_seconds`, short so that a stopped endpoint ends a run soon."""
 TIMEOUT_SECONDS = 2.0
-EXIT_STORE_ERROR = 7
 
 
 @pytest.fixture(scope="module")
@@ -70,15 +70,6 @@ def endpoint() -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(10)
-
-
-@dataclass(frozen=True)
-class Entry:
-    execution_id: str
-    change_id: str
-    state: str
-    tx_strategy: str
-    metadata: dict[str, object]
 
 
 def _plain(attribute: dict[str, Any]) -> Any:
@@ -149,7 +140,7 @@ class Harness(Processes):
         except self.client.exceptions.ResourceNotFoundException:
             return []
 
-    def audit(self, change_id: str | None = None) -> list[Entry]:
+    def audit(self, change_id: str | None = None) -> list[DocumentEntry]:
         try:
             pages = self.client.get_paginator("query").paginate(
                 TableName=self.table("audit"),
@@ -161,7 +152,7 @@ class Harness(Processes):
         except self.client.exceptions.ResourceNotFoundException:
             return []
         entries = [
-            Entry(
+            DocumentEntry(
                 i["executionId"]["S"], i["changeId"]["S"], i["state"]["S"], i["txStrategy"]["S"], _plain(i["metadata"])
             )
             for i in items

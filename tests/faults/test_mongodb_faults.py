@@ -27,6 +27,7 @@ from .conftest import (
     EXIT_OK,
     LEASE_SECONDS,
     App,
+    DocumentEntry,
     Processes,
     wait_until,
 )
@@ -87,15 +88,6 @@ def crash_server() -> Iterator[MongoServer]:
         _stop_secantus(server)
 
 
-@dataclass(frozen=True)
-class Entry:
-    execution_id: str
-    change_id: str
-    state: str
-    tx_strategy: str
-    metadata: dict[str, object]
-
-
 class Harness(Processes):
     """Two databases on one server, an effects file and a signal folder in `tmp_path`, and the processes."""
 
@@ -152,11 +144,11 @@ class Harness(Processes):
 
     # -- what the processes left behind --------------------------------------------------------------------------
 
-    def audit(self, change_id: str | None = None) -> list[Entry]:
+    def audit(self, change_id: str | None = None) -> list[DocumentEntry]:
         query = {} if change_id is None else {"changeId": change_id}
         documents = self.client[self.store_db]["flamingockAuditLog"].find(query, sort=[("seq", 1)])
         return [
-            Entry(d["executionId"], d["changeId"], d["state"], d["txStrategy"], d.get("metadata") or {})
+            DocumentEntry(d["executionId"], d["changeId"], d["state"], d["txStrategy"], d.get("metadata") or {})
             for d in documents
         ]
 
