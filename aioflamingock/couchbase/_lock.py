@@ -44,6 +44,10 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _expiry(now_ms: int, lease_seconds: float) -> int:
+    return now_ms + max(int(lease_seconds * 1000), 1)
+
+
 def _datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
@@ -81,7 +85,7 @@ class CouchbaseLock(Lock):
         if doc is not None and doc.body["owner"] != owner and int(doc.body["expiresAt"]) > now:
             return None
         token = max(int(doc.body["fencingToken"]) if doc else 0, claimed) + 1
-        expires = now + max(int(lease_seconds * 1000), 1)
+        expires = _expiry(now, lease_seconds)
         body = self._body(key, owner, token, now, expires)
         if doc is None:
             taken = await self.keyspace.insert(lock_key(key), body)
@@ -97,7 +101,7 @@ class CouchbaseLock(Lock):
             doc = await self.get(lease.key)
             if doc is None or not _holds(doc, lease):
                 raise LockLostError(f"lock {lease.key!r} is no longer held by {lease.owner!r} with token {lease.token}")
-            expires = _now_ms() + max(int(lease_seconds * 1000), 1)
+            expires = _expiry(_now_ms(), lease_seconds)
             if await self.keyspace.replace(lock_key(lease.key), {**doc.body, "expiresAt": expires}, doc.cas):
                 return LockLease(lease.key, lease.owner, lease.token, _datetime(expires))
         raise LockLostError(f"lock {lease.key!r} kept changing while {lease.owner!r} renewed it")
