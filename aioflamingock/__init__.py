@@ -5,6 +5,7 @@ from ._engine import DISABLE_ENV_VAR, Flamingock, NonIdempotentRetryWarning
 from ._errors import (
     ChangeFailedError,
     ChangeLoadError,
+    ChangeMisuseError,
     ClosedResourceError,
     ConfigurationError,
     FlamingockError,
@@ -18,7 +19,9 @@ from ._errors import (
     StoreError,
     StoreUnavailableError,
     TransactionAbortedError,
+    TransactionBypassedError,
     TransactionOutcomeUnknownError,
+    UnawaitedCoroutineError,
 )
 from ._events import Event, EventKind, Listener
 from ._generic import NonTransactionalContext, NonTransactionalTargetSystem
@@ -55,6 +58,7 @@ __all__ = [
     "ChangeFailedError",
     "ChangeIssue",
     "ChangeLoadError",
+    "ChangeMisuseError",
     "ChangeOutcome",
     "ChangeResult",
     "ChangeSpec",
@@ -93,7 +97,9 @@ __all__ = [
     "TargetSystem",
     "Transaction",
     "TransactionAbortedError",
+    "TransactionBypassedError",
     "TransactionOutcomeUnknownError",
     "TransactionalTargetSystem",
     "TxStrategy",
+    "UnawaitedCoroutineError",
 ]

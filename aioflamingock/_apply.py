@@ -14,15 +14,37 @@ import socket
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import nullcontext
 from typing import Any
 
 import anyio
 
 from ._change import Change, ChangeSpec
-from ._errors import ConfigurationError, LockLostError, TransactionAbortedError, TransactionOutcomeUnknownError
+from ._errors import (
+    ChangeMisuseError,
+    ConfigurationError,
+    LockLostError,
+    TransactionAbortedError,
+    TransactionBypassedError,
+    TransactionOutcomeUnknownError,
+    UnawaitedCoroutineError,
+)
 from ._interfaces import AuditStore, TargetSystem, Transaction, TransactionalTargetSystem
-from ._model import AuditEntry, AuditState, ChangeOutcome, ChangeResult, Fence, Marker, TxStrategy, utc_now
+from ._model import (
+    FAILURE_METADATA_KEY,
+    TRANSACTION_BYPASSED,
+    AuditEntry,
+    AuditState,
+    ChangeOutcome,
+    ChangeResult,
+    Fence,
+    Marker,
+    TxStrategy,
+    utc_now,
+)
 from ._redact import redact
+from ._resolver import fix_command
+from ._unawaited import watch_unawaited
 
 __all__ = ["Applier"]
 
@@ -34,10 +56,19 @@ _MAX_RETRY_PAUSE = 1.0
 _HOSTNAME = socket.gethostname()
 
 
-def _trace(exc: BaseException) -> str:
+def _failure_metadata(exc: BaseException) -> dict[str, Any] | None:
+    """What a later run must know about a failure: that it needs a human whatever the change's recovery."""
+    if isinstance(exc, ChangeMisuseError) and exc.needs_human:
+        return {FAILURE_METADATA_KEY: TRANSACTION_BYPASSED}
+    return None
+
+
+def _trace(exc: BaseException, consequence: str | None = None) -> str:
     text = "".join(traceback.format_exception(exc))
     if len(text) > _MAX_ERROR_TRACE:
         text = "...\n" + text[-_MAX_ERROR_TRACE:]
+    if consequence:  # the last line, where a reader of the audit looks first
+        text += f"\naioflamingock: {consequence}\n"
     return redact(text)
 
 
@@ -59,7 +90,8 @@ class Applier:
         self._targets = targets
         self.execution_id = execution_id
         self._service = service
-        self._metadata = dict(metadata)
+        # The engine's own key is the engine's: a user's value must not make a failure look like one of its verdicts.
+        self._metadata = {k: v for k, v in metadata.items() if k != FAILURE_METADATA_KEY}
         self._fence = fence
         self._lease_check = lease_check
 
@@ -95,7 +127,7 @@ class Applier:
             metadata={**self._metadata, **(metadata or {})},
             execution_millis=0 if started is None else int((time.monotonic() - started) * 1000),
             execution_hostname=_HOSTNAME,
-            error_trace=None if error is None else _trace(error),
+            error_trace=None if error is None else _trace(error, self.consequence(spec, error)),
             tx_strategy=strategy,
             target_system_id=spec.target_system,
             change_order=spec.order,
@@ -110,6 +142,52 @@ class Applier:
         target = self._targets[spec.target_system]
         assert isinstance(target, TransactionalTargetSystem)
         return target
+
+    def consequence(self, spec: ChangeSpec, error: BaseException | None) -> str | None:
+        """For a transactional change that failed: what the engine knows it undid, and what the next run does. A
+        failure that needs a human says so itself; a non-transactional one is the `ChangeIssue`'s business."""
+        if self.strategy(spec) is TxStrategy.NON_TX:
+            return None
+        if isinstance(error, ChangeMisuseError) and error.needs_human:
+            return None
+        return (
+            "The engine rolled back its transaction: what the change wrote through its context was undone (writes "
+            "made any other way are not); the next run applies it again"
+        )
+
+    # -- calling the change's code -------------------------------------------------------------------------------
+
+    async def _call(
+        self, spec: ChangeSpec, method: str, ctx: Any, *, tx: Transaction | None = None, change: Change | None = None
+    ) -> None:
+        """Run the change's `execute` or `rollback` with `ctx`, then refuse what the engine can see it got wrong:
+        a coroutine it never awaited, or (in a transaction) going around the engine's transaction."""
+        call = getattr(change if change is not None else spec.cls(), method)
+        with watch_unawaited() as unawaited:
+            try:
+                with nullcontext() if tx is None else tx.running_change():
+                    await call(ctx)
+            except Exception as exc:
+                await self._check_transaction(spec, method, tx, cause=exc)
+                for item in unawaited:
+                    exc.add_note(f"aioflamingock: {method} never awaited {item}")
+                raise
+            await self._check_transaction(spec, method, tx)
+        if unawaited:
+            raise UnawaitedCoroutineError(_unawaited_message(spec, method, unawaited), spec.id)
+
+    async def _check_transaction(
+        self, spec: ChangeSpec, method: str, tx: Transaction | None, *, cause: BaseException | None = None
+    ) -> None:
+        problem = None if tx is None else await tx.bypassed()
+        if problem is not None:
+            raise TransactionBypassedError(
+                f"change {spec.id!r} ({spec.where()}): its {method} {problem}. Some of its writes may be committed "
+                "although it failed, so it is recorded FAILED and needs a human whatever its recovery. Inside a "
+                "transactional change, make every write through the context's transaction and never commit, roll "
+                f"back or begin one yourself; check the data, then run `{fix_command(spec.id)}`",
+                spec.id,
+            ) from cause
 
     # -- apply --------------------------------------------------------------------------------------------------
 
@@ -158,7 +236,7 @@ class Applier:
         target = self._transactional_target(spec)
 
         async def work(tx: Transaction) -> None:
-            await spec.cls().execute(tx.context)
+            await self._call(spec, "execute", tx.context, tx=tx)
             applied = self.entry(spec, AuditState.APPLIED, started=started)
             await self._store.append_in_transaction(tx, applied, fence=self._fence)
 
@@ -187,7 +265,7 @@ class Applier:
         await self._append(self.entry(spec, AuditState.STARTED))
 
         async def work(tx: Transaction) -> None:
-            await spec.cls().execute(tx.context)
+            await self._call(spec, "execute", tx.context, tx=tx)
             await target.write_marker(tx, Marker(spec.id, self.execution_id))
             # This commit is not fenced by the store: don't make it if our lease may have ended.
             self._lease_check()
@@ -205,7 +283,7 @@ class Applier:
         await self._append(self.entry(spec, AuditState.STARTED))
         try:
             async with target.context() as ctx:
-                await change.execute(ctx)
+                await self._call(spec, "execute", ctx, change=change)
         except Exception as exc:
             await self._record_failure(spec, started, exc)
             rollback = await self._rollback_after_failure(spec, change, target) if spec.has_rollback else None
@@ -219,13 +297,14 @@ class Applier:
 
     async def _record_failure(self, spec: ChangeSpec, started: float, exc: BaseException) -> None:
         logger.error("change %r failed: %s", spec.id, redact(f"{type(exc).__name__}: {exc}"), extra=self._log(spec))
-        await self._append(self.entry(spec, AuditState.FAILED, started=started, error=exc))
+        failed = self.entry(spec, AuditState.FAILED, started=started, error=exc, metadata=_failure_metadata(exc))
+        await self._append(failed)
 
     async def _rollback_after_failure(self, spec: ChangeSpec, change: Change, target: TargetSystem) -> AuditState:
         started = time.monotonic()
         try:
             async with target.context() as ctx:
-                await change.rollback(ctx)
+                await self._call(spec, "rollback", ctx, change=change)
         except Exception as exc:
             error = redact(f"{type(exc).__name__}: {exc}")
             logger.error("rollback of change %r failed: %s", spec.id, error, extra=self._log(spec))
@@ -261,15 +340,17 @@ class Applier:
         try:
             if strategy is TxStrategy.NON_TX:
                 async with self._targets[spec.target_system].context() as ctx:
-                    await spec.cls().rollback(ctx)
+                    await self._call(spec, "rollback", ctx)
             else:
                 await self._undo_in_transaction(spec, started, strategy)
                 return None
         except (LockLostError, TransactionOutcomeUnknownError):
             raise
         except Exception as exc:
-            if strategy is TxStrategy.NON_TX:
-                await self._append(self.entry(spec, AuditState.ROLLBACK_FAILED, method="rollback", error=exc))
+            metadata = _failure_metadata(exc)
+            if strategy is TxStrategy.NON_TX or metadata is not None:  # else the transaction undid the rollback
+                state = AuditState.ROLLBACK_FAILED
+                await self._append(self.entry(spec, state, method="rollback", error=exc, metadata=metadata))
             return exc
         await self._append(self.entry(spec, AuditState.ROLLED_BACK, method="rollback", started=started))
         return None
@@ -278,7 +359,7 @@ class Applier:
         target = self._transactional_target(spec)
 
         async def work(tx: Transaction) -> None:
-            await spec.cls().rollback(tx.context)
+            await self._call(spec, "rollback", tx.context, tx=tx)
             self._lease_check()
             if strategy is TxStrategy.TX_AUDIT_STORE_SHARED:
                 entry = self.entry(spec, AuditState.ROLLED_BACK, method="rollback", started=started)
@@ -302,7 +383,16 @@ class Applier:
                     "execution_millis": 0,
                     "execution_hostname": _HOSTNAME,
                     "error_trace": None,
+                    "metadata": {k: v for k, v in spec_or_entry.metadata.items() if k != FAILURE_METADATA_KEY},
                 }
             )
         await self._append(entry)
         return entry
+
+
+def _unawaited_message(spec: ChangeSpec, method: str, unawaited: list[str]) -> str:
+    return (
+        f"change {spec.id!r} ({spec.where()}): its {method} never awaited "
+        + "; ".join(unawaited)
+        + ". What that call was meant to do never happened: add the missing `await`. Nothing was recorded as applied"
+    )

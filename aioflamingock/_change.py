@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dis
 import inspect
 import re
 from dataclasses import dataclass
@@ -111,12 +112,33 @@ def _check_recovery(value: Any) -> str | None:
     return None
 
 
+# What a body that only raises NotImplementedError compiles to (a docstring adds nothing to the bytecode).
+_STUB_OPCODES = frozenset(
+    {"RESUME", "RETURN_GENERATOR", "POP_TOP", "NOP", "PUSH_NULL", "LOAD_GLOBAL", "LOAD_CONST", "PRECALL", "CALL"}
+    | {"RAISE_VARARGS", "KW_NAMES", "COPY_FREE_VARS", "CACHE", "LOAD_NAME", "CALL_FUNCTION", "RETURN_CONST"}
+)
+
+
+def _only_raises_not_implemented(function: Any) -> bool:
+    """Whether `function`'s whole body is `raise NotImplementedError(...)`: the skeleton `aioflamingock new`
+    writes, never edited. Cheap for every other function: their code names more than that one exception."""
+    code = getattr(function, "__code__", None)
+    if code is None or code.co_names != ("NotImplementedError",):
+        return False
+    return all(instruction.opname in _STUB_OPCODES for instruction in dis.get_instructions(code))
+
+
 def _check_methods(cls: type[Change]) -> list[str]:
     problems = []
     if not _defines(cls, "execute"):
         problems.append("execute is not defined; define `async def execute(self, ctx)`")
     elif not inspect.iscoroutinefunction(cls.execute):
         problems.append("execute must be `async def execute(self, ctx)`")
+    elif _only_raises_not_implemented(cls.execute):
+        problems.append(
+            "execute only raises NotImplementedError: it is still the skeleton `aioflamingock new` wrote, and "
+            "deployed as it is, it could only fail. Edit it (write the change), or delete the file"
+        )
     if _defines(cls, "rollback") and not inspect.iscoroutinefunction(cls.rollback):
         problems.append("rollback must be `async def rollback(self, ctx)`")
     return problems

@@ -5,6 +5,7 @@ Every problem is collected and raised together, before anything touches a store.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import pkgutil
@@ -53,6 +54,40 @@ def _module_path(package: ModuleType, name: str) -> str:
     return name
 
 
+def _declared_changes(path: str) -> list[str]:
+    """The classes a module's source declares with an `id` and an `execute`: what a change looks like. Read, not
+    imported: a module that is not a change module may import what is not installed (a test, a script)."""
+    try:
+        with open(path, "rb") as file:
+            tree = ast.parse(file.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return []
+    found = []
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef) or not node.bases:
+            continue
+        assigned = {t.id for n in node.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        assigned |= {n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+        methods = {n.name for n in node.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+        if "id" in assigned and "execute" in methods:
+            found.append(node.name)
+    return found
+
+
+def _misnamed(package: ModuleType, name: str) -> str | None:
+    """A problem if the module `name` of the changes package defines a change although its name keeps it from
+    being loaded: such a change would be skipped without a word."""
+    path = _module_path(package, name)
+    classes = _declared_changes(path)
+    if not classes:
+        return None
+    return (
+        f"{path}: defines {', '.join(classes)} with an id, but the module is never loaded as a change: only "
+        f"modules named `_<ORDER>_<name>.py` are (ORDER of at least 4 characters, e.g. `_0001_{name.lstrip('_')}.py`); "
+        "rename it, or move shared code without an id elsewhere"
+    )
+
+
 def _change_modules(package_name: str) -> tuple[list[ModuleType], list[str]]:
     package = _import(package_name, where=f"changes package {package_name!r}")
     if not hasattr(package, "__path__"):
@@ -60,6 +95,8 @@ def _change_modules(package_name: str) -> tuple[list[ModuleType], list[str]]:
     modules, problems = [], []
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
         if not _LOOKS_LIKE_CHANGE.match(info.name):
+            problem = None if info.ispkg else _misnamed(package, info.name)
+            problems += [problem] if problem else []
             continue
         path = _module_path(package, info.name)
         if order_from_module_name(info.name) is None:

@@ -476,9 +476,10 @@ class Flamingock:
             await notify(self._listeners, Event(EventKind.CHANGE_FINISHED, applier.execution_id, spec.id, result))
             if result.outcome is ChangeOutcome.FAILED:
                 assert result.error is not None
-                raise ChangeFailedError(
-                    redact(f"change {spec.id!r} failed: {type(result.error).__name__}: {result.error}"), spec.id
-                ) from result.error
+                text = f"change {spec.id!r} failed: {type(result.error).__name__}: {result.error}"
+                consequence = applier.consequence(spec, result.error)
+                text = f"{text}. {consequence}" if consequence else text
+                raise ChangeFailedError(redact(text), spec.id) from result.error
 
     @staticmethod
     def _stop_for_issue(spec: ChangeSpec, reason: str, entry: AuditEntry | None) -> NoReturn:

@@ -5,6 +5,9 @@ FlamingockError
 ├── ConfigurationError               bad changes or options; raised before any lock or write
 │   └── ChangeLoadError              a change module failed to import
 ├── ClosedResourceError              the engine was used after it was closed
+├── ChangeMisuseError                a change broke a rule of its context; the change failed
+│   ├── UnawaitedCoroutineError      execute/rollback created a coroutine and never awaited it
+│   └── TransactionBypassedError     it ended the engine's transaction or wrote outside it: needs a human
 ├── PendingChangesError              validate(): something would run
 ├── RunError                         a run stopped; carries the RunReport
 │   ├── ChangeFailedError            a change's execute raised; __cause__ is its exception
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ChangeFailedError",
     "ChangeLoadError",
+    "ChangeMisuseError",
     "ClosedResourceError",
     "ConfigurationError",
     "FlamingockError",
@@ -43,7 +47,9 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "TransactionAbortedError",
+    "TransactionBypassedError",
     "TransactionOutcomeUnknownError",
+    "UnawaitedCoroutineError",
 ]
 
 
@@ -72,6 +78,33 @@ class ChangeLoadError(ConfigurationError):
 
 class ClosedResourceError(FlamingockError):
     """A resource was used after it was closed; create a new one instead."""
+
+
+class ChangeMisuseError(FlamingockError):
+    """A change used its context in a way the engine cannot make safe. Raised by the engine in place of the
+    change's own result, and recorded as the change's failure; `change_id` names it."""
+
+    needs_human: bool = False
+    """Whether the change's writes may be committed although it failed: then a later run never applies it
+    again by itself, whatever its `recovery`; a human checks the data and says what happened (`fix`)."""
+
+    def __init__(self, message: str, change_id: str | None) -> None:
+        super().__init__(message)
+        self.change_id = change_id
+
+
+class UnawaitedCoroutineError(ChangeMisuseError):
+    """`execute` or `rollback` created a coroutine and never awaited it (a forgotten `await`), so what it was
+    meant to do never happened. Raised before anything is recorded as applied; on the transactional paths the
+    engine's transaction is rolled back, so a later run applies the change again once its code is fixed."""
+
+
+class TransactionBypassedError(ChangeMisuseError):
+    """A transactional change ended the engine's transaction itself (committed, rolled back or replaced it), or
+    wrote outside it where the engine can see such writes. Some of its writes may be committed although the
+    change failed, so it needs a human: check the data, then `fix` it."""
+
+    needs_human = True
 
 
 class PendingChangesError(FlamingockError):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 from types import TracebackType
 from typing import Any, Self
 
@@ -138,6 +138,23 @@ class Transaction:
 
     def __init__(self, context: Any) -> None:
         self.context = context
+
+    @contextmanager
+    def running_change(self) -> Iterator[None]:
+        """Entered by the engine around the change's own code, and nothing else: where a store can watch what
+        the change does through other means than this transaction (for `bypassed`), it watches here."""
+        yield
+
+    async def bypassed(self) -> str | None:
+        """Called once, when the change's code returns or raises inside this transaction: how the change went around
+        it, if the store can tell (it committed, rolled back or replaced the transaction; it wrote outside it),
+        phrased to follow "the change ..."; `None` when it is, as far as the store can tell, still the
+        transaction the target began, holding every write the change made through its context.
+
+        A `None` answer from a store that cannot tell is no proof: say in its docs what it cannot see. A store
+        that refused a misuse outright, so that nothing of it was written, may raise `ChangeMisuseError` here: the
+        change then fails like any other."""
+        return None
 
 
 class TransactionalTargetSystem(TargetSystem, ABC):

@@ -15,6 +15,8 @@ __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "DEFAULT_RETRY_INTERVAL_SECONDS",
     "DEFAULT_SERVICE",
+    "FAILURE_METADATA_KEY",
+    "TRANSACTION_BYPASSED",
     "AuditEntry",
     "AuditState",
     "ChangeIssue",
@@ -38,6 +40,10 @@ DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_ACQUIRE_TIMEOUT_SECONDS = 180.0
 DEFAULT_RETRY_INTERVAL_SECONDS = 1.0
 DEFAULT_SERVICE = "default"
+FAILURE_METADATA_KEY = "flamingockFailure"
+"""The engine's own key in an entry's `metadata`: why a failure needs a human whatever the change's recovery."""
+TRANSACTION_BYPASSED = "TRANSACTION_BYPASSED"
+"""`FAILURE_METADATA_KEY`'s value when a transactional change went around the engine's transaction."""
 
 
 def utc_now() -> datetime:

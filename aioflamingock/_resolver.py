@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from ._change import ChangeSpec
-from ._model import AuditEntry, AuditState, PlannedAction, Recovery, TxStrategy
+from ._model import (
+    FAILURE_METADATA_KEY,
+    TRANSACTION_BYPASSED,
+    AuditEntry,
+    AuditState,
+    PlannedAction,
+    Recovery,
+    TxStrategy,
+)
 
 __all__ = ["fix_command", "needs_marker_check", "resolve"]
 
@@ -25,8 +33,21 @@ _TABLE: dict[AuditState | None, tuple[PlannedAction, PlannedAction, str]] = {
         "failed and its rollback failed too: it may have partly run",
     ),
 }
-_FAILED_TX = (_APPLY, _APPLY, "failed in a transaction that was aborted: nothing was committed")
+_FAILED_TX = (
+    _APPLY,
+    _APPLY,
+    "failed, and the engine rolled back its transaction: what it wrote through its context was undone "
+    "(writes made any other way are not)",
+)
 _FAILED_NON_TX = (_ISSUE, _APPLY, "failed outside a transaction: it may have partly run")
+# A failure the engine recorded as needing a human whatever the recovery (`FAILURE_METADATA_KEY`).
+_BYPASSED = (
+    _ISSUE,
+    _ISSUE,
+    "failed after going around the engine's transaction (it ended that transaction itself or wrote outside "
+    "it): some of its writes may be committed; check the data",
+)
+_VERDICT_STATES = (AuditState.FAILED, AuditState.ROLLBACK_FAILED)
 
 
 def fix_command(change_id: str) -> str:
@@ -49,7 +70,13 @@ def resolve(
             return PlannedAction.RECOVER, "its transaction committed in an earlier run (marker found)"
         return PlannedAction.APPLY, "its transaction did not commit in an earlier run (no marker)"
     state = entry.state if entry is not None else None
-    if state is AuditState.FAILED:
+    if (
+        entry is not None
+        and state in _VERDICT_STATES
+        and entry.metadata.get(FAILURE_METADATA_KEY) == TRANSACTION_BYPASSED
+    ):
+        row = _BYPASSED
+    elif state is AuditState.FAILED:
         row = _FAILED_TX if entry is not None and entry.transaction_flag else _FAILED_NON_TX
     else:
         row = _TABLE[state]

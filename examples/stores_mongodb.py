@@ -15,7 +15,7 @@ import os
 from pymongo import AsyncMongoClient
 
 from aioflamingock import Change, Flamingock
-from aioflamingock.mongodb import MongoDBAuditStore, MongoDBContext, MongoDBTargetSystem
+from aioflamingock.mongodb import MongoDBAuditStore, MongoDBContext, MongoDBTargetSystem, session_guard
 
 MONGODB_URI = os.environ.get("MONGODB_URI", "mongodb://localhost:27017/?replicaSet=rs0")
 MONGODB_DATABASE = os.environ.get("MONGODB_DATABASE", "app")
@@ -34,7 +34,8 @@ class SeedAdminUser(Change):
 
 async def main() -> None:
     # --8<-- [start:setup]
-    client = AsyncMongoClient(MONGODB_URI)  # for instance "mongodb://db-1,db-2,db-3/?replicaSet=rs0"
+    # session_guard() lets the engine see a write a transactional change makes without `session=ctx.session`
+    client = AsyncMongoClient(MONGODB_URI, event_listeners=[session_guard()])  # "mongodb://db-1,db-2/?replicaSet=rs0"
     db = MongoDBTargetSystem("users-db", client=client, database=MONGODB_DATABASE)
     store = MongoDBAuditStore.from_target(db)  # audit_collection="flamingockAuditLog", lock_collection="flamingockLock"
     # --8<-- [end:setup]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +28,32 @@ def mongodb_server() -> Iterator[Server]:
 @pytest.fixture(scope="session")
 def couchbase_server() -> Iterator[CouchbaseServer]:
     yield from serve("acouchbase", start_couchbase, NO_COUCHBASE)
+
+
+WritePackage = Callable[[dict[str, str]], str]
+GENERATED_PREFIXES = ("changes_", "single_")
+
+
+@pytest.fixture
+def package_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A folder on `sys.path` for packages of change modules written by a test; they are forgotten afterwards."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for name in [m for m in sys.modules if m.startswith(GENERATED_PREFIXES)]:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def write_package(package_root: Path) -> WritePackage:
+    """Write a package of modules (`{"_0001_a.py": source}`) under a fresh name; return that name."""
+
+    def write(files: dict[str, str]) -> str:
+        name = f"changes_{uuid.uuid4().hex[:12]}"
+        folder = package_root / name
+        folder.mkdir()
+        (folder / "__init__.py").write_text("")
+        for filename, source in files.items():
+            (folder / filename).write_text(source)
+        return name
+
+    return write

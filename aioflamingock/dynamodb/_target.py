@@ -26,12 +26,13 @@ import importlib
 import logging
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from .._errors import (
+    ChangeMisuseError,
     ConfigurationError,
     LockLostError,
     StoreError,
@@ -54,6 +55,7 @@ from ._errors import (
     translate,
     was_not_sent,
 )
+from ._guard import WriteWatch, refuse_writes_outside, watching
 from ._items import string
 from ._tables import MARKER_KEYS, TableSpec, check_table_name, describe, ensure_table
 
@@ -212,6 +214,25 @@ class DynamoDBTransaction(Transaction):
     def __init__(self, context: DynamoDBContext) -> None:
         super().__init__(context)
         self.parts: list[CommitPart] = []
+        self.watch = WriteWatch()
+
+    @contextmanager
+    def running_change(self) -> Iterator[None]:
+        token = watching.set(self.watch)
+        try:
+            yield
+        finally:
+            watching.reset(token)
+
+    async def bypassed(self) -> str | None:
+        if self.watch.refused:  # refused, so nothing was written: a plain failure, not one for a human
+            raise ChangeMisuseError(
+                f"the change sent {', '.join(self.watch.refused)} with ctx.client inside its transaction and "
+                "carried on after it was refused: those writes were not sent, so the change did not do what it "
+                "says. Add them to ctx.transaction instead",
+                None,
+            )
+        return None
 
 
 class _MarkerWrite(CommitPart):
@@ -296,6 +317,7 @@ class DynamoDBTargetSystem(TransactionalTargetSystem):
         """Collect the change's actions; send them with the library's in one call when the block ends normally.
         If the block raises or is cancelled, nothing was sent, so there is nothing to abort."""
         tx = DynamoDBTransaction(DynamoDBContext(self.client, DynamoDBTransactionBuilder()))
+        refuse_writes_outside(self.client)
         yield tx
         await self.commit(tx)
 

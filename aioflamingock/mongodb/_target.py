@@ -3,8 +3,8 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,7 @@ from .._interfaces import Transaction, TransactionalTargetSystem, check_identifi
 from .._model import DoctorCheck, Marker, utc_now
 from .._redact import redact
 from ._errors import import_pymongo, is_transient_transaction_error, translate, translate_errors
+from ._guard import SessionWatch, watching
 
 if TYPE_CHECKING:
     from pymongo import AsyncMongoClient
@@ -108,8 +109,48 @@ class MongoDBContext:
     session: AsyncClientSession | None
 
 
+def _transaction_number(session: Any) -> int | None:
+    """The number PyMongo gives the session's current transaction (`txnNumber`); not public, so read with care."""
+    server_session = getattr(getattr(session, "delegate", session), "_server_session", None)
+    number = getattr(server_session, "transaction_id", None)
+    return number if isinstance(number, int) else None
+
+
 class MongoDBTransaction(Transaction):
     context: MongoDBContext
+
+    def __init__(self, context: MongoDBContext, watch: SessionWatch) -> None:
+        super().__init__(context)
+        self.watch = watch
+        self.number = _transaction_number(context.session)
+
+    @contextmanager
+    def running_change(self) -> Iterator[None]:
+        token = watching.set(self.watch)
+        try:
+            yield
+        finally:
+            watching.reset(token)
+
+    async def bypassed(self) -> str | None:
+        session = self.context.session
+        assert session is not None
+        if session.has_ended:
+            return "ended the engine's session (`end_session()`), and with it the transaction"
+        if not session.in_transaction:
+            return (
+                "committed or aborted the engine's transaction itself (`commit_transaction()` or "
+                "`abort_transaction()` on `ctx.session`)"
+            )
+        if self.number is not None and _transaction_number(session) != self.number:
+            return "ended the engine's transaction itself and started another one on `ctx.session`"
+        if self.watch.outside:
+            return (
+                "wrote outside the engine's transaction, without `session=ctx.session`: "
+                + ", ".join(self.watch.outside)
+                + " (those writes are committed and are not undone)"
+            )
+        return None
 
 
 class MongoDBTargetSystem(TransactionalTargetSystem):
@@ -182,8 +223,9 @@ class MongoDBTargetSystem(TransactionalTargetSystem):
                         read_concern=ReadConcern("majority"), write_concern=WriteConcern("majority", j=True)
                     )
                 )
+            tx = MongoDBTransaction(MongoDBContext(self.client, self.db, session), SessionWatch(session.session_id))
             try:
-                yield MongoDBTransaction(MongoDBContext(self.client, self.db, session))
+                yield tx
             except BaseException as exc:
                 with anyio.move_on_after(CLEANUP_SECONDS, shield=True):
                     await _abort(session)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._errors import ClosedResourceError
+from .._errors import ChangeMisuseError, ClosedResourceError, StoreError
 from .._interfaces import Transaction, TransactionalTargetSystem, check_identifier
 from .._model import DoctorCheck, Marker, utc_now
 from ._errors import translate_errors
@@ -25,6 +26,9 @@ __all__ = [
 ]
 
 MARKER_TABLE = "flamingock_marker"
+ENGINE_SAVEPOINT = "flamingock_change"
+"""Opened right after `BEGIN IMMEDIATE`: while it exists, the connection is still in the transaction the engine
+began. A change that commits (even if it then begins again) or rolls back takes it with it."""
 DEFAULT_BUSY_TIMEOUT_SECONDS = 10.0
 
 
@@ -39,6 +43,23 @@ class SQLiteContext:
 
 class SQLiteTransaction(Transaction):
     context: SQLiteContext
+
+    async def bypassed(self) -> str | None:
+        connection = self.context.connection
+        if not connection.in_transaction:
+            return (
+                "ended the engine's transaction itself: the connection was no longer in it when the change's code "
+                "returned (a COMMIT, a ROLLBACK or `connection.commit()`; or, after an error such as a full disk, "
+                "SQLite rolled it back)"
+            )
+        try:
+            await connection.execute_fetchall(f"RELEASE {ENGINE_SAVEPOINT}")
+        except sqlite3.OperationalError:
+            return (
+                "ended the engine's transaction itself and began another one (a COMMIT or `connection.commit()` "
+                "followed by a BEGIN, or a ROLLBACK TO/RELEASE of the engine's savepoint)"
+            )
+        return None
 
 
 class SQLiteTargetSystem(TransactionalTargetSystem):
@@ -123,7 +144,23 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
 
     @asynccontextmanager
     async def context(self) -> AsyncIterator[Any]:
-        yield SQLiteContext(self.connection, self.id)
+        """The context of a non-transactional change. A transaction the change began and left open would swallow
+        the audit entries written after it on this connection, and vanish with them when it closes: it is rolled
+        back here, and a change that returns with one open fails."""
+        try:
+            yield SQLiteContext(self.connection, self.id)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._rollback()
+            raise
+        if self.connection.in_transaction:
+            await self._rollback()
+            raise ChangeMisuseError(
+                "a non-transactional change began a transaction on the SQLite connection and returned without "
+                "ending it: the engine rolled back what it wrote since its BEGIN. Commit what you begin in a "
+                "non-transactional change, or make it transactional and let the engine commit",
+                None,
+            )
 
     def not_created_yet(self) -> bool:
         """The database file does not exist: opening it would create it."""
@@ -159,7 +196,7 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SQLiteTransaction]:
         with translate_errors("beginning a transaction"):
-            await self._write("BEGIN IMMEDIATE")
+            await self._begin()
         try:
             yield SQLiteTransaction(SQLiteContext(self.connection, self.id))
             with translate_errors("committing"):
@@ -170,6 +207,15 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
             with anyio.CancelScope(shield=True):
                 await self._rollback()
             raise
+
+    async def _begin(self) -> None:
+        if self.connection.in_transaction:  # `executescript` would commit it: say what is wrong instead
+            raise StoreError(
+                f"{self.describe()}: a transaction is already open on the connection (an earlier change, or code "
+                "sharing the connection, began one and did not end it); refusing to begin the engine's transaction"
+            )
+        async with self._turn:  # one trip to SQLite's thread for both statements
+            await self.connection.executescript(f"BEGIN IMMEDIATE; SAVEPOINT {ENGINE_SAVEPOINT}")
 
     async def _rollback(self) -> None:
         if self.connection.in_transaction:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aioflamingock._cli import EXIT_FAILURE, EXIT_USAGE, next_order, snake_case
+from aioflamingock._cli import EXIT_USAGE, next_order, snake_case
 
 from .conftest import Cli, InProcess, cli_env
 
@@ -124,15 +124,24 @@ def build():
 """
 
 
-def test_the_skeleton_loads_and_refuses_to_run_until_written(tmp_path: Path) -> None:
-    """Through the real command, in a process: the module `new` writes passes every check of the engine, and its
-    `execute` fails until someone writes it, so an untouched skeleton is never recorded as applied."""
+def test_an_untouched_skeleton_is_refused_until_written(tmp_path: Path) -> None:
+    """Through the real command, in a process: the module `new` writes is refused by plan, run and validate, before
+    anything opens, naming the file; once its `execute` is written, it plans and runs."""
     package(tmp_path, _0001_create_orders="shop-db")
     (tmp_path / "shop_app.py").write_text(textwrap.dedent(APP))
     cli = Cli(tmp_path, cli_env())
     cli("new", "add order status", "--package", "shop_changes", "--author", "bob")
+    for command in ("plan", "run", "validate"):
+        refused = cli("--app", "shop_app:build", command, code=EXIT_USAGE)
+        assert "_0002_add_order_status.py" in refused.stderr and "Edit it" in refused.stderr, refused.stderr
+    assert not (tmp_path / "shop.db").exists()  # nothing was opened, so nothing was written
+    module = tmp_path / "shop_changes" / "_0002_add_order_status.py"
+    written = module.read_text().replace(
+        'raise NotImplementedError("AddOrderStatus.execute: write the change")',
+        'await ctx.connection.execute("CREATE TABLE order_status (name TEXT PRIMARY KEY)")',
+    )
+    module.write_text(written)
     plan = cli.json("--app", "shop_app:build", "plan")
     assert [(p["changeId"], p["action"]) for p in plan] == [("create-orders", "APPLY"), ("add-order-status", "APPLY")]
-    run = cli("--app", "shop_app:build", "run", code=EXIT_FAILURE)
-    assert "NotImplementedError: AddOrderStatus.execute: write the change" in run.stderr
-    assert cli.json("--app", "shop_app:build", "validate", code=3)["pending"] == ["add-order-status"]
+    cli("--app", "shop_app:build", "run")
+    assert cli.json("--app", "shop_app:build", "plan")[1]["action"] == "SKIP"

@@ -36,6 +36,12 @@ __all__ = [
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 STARTUP_SECONDS = 30.0
 
+ROLLED_BACK = (
+    "The engine rolled back its transaction: what the change wrote through its context was undone (writes made "
+    "any other way are not); the next run applies it again"
+)
+"""What a run says after a transactional change failed."""
+
 
 class Gate:
     """A change the test holds in the middle of its `execute` until it calls `release()`."""

@@ -14,7 +14,18 @@ from types import ModuleType
 import pytest
 
 from aioflamingock import ChangeFailedError, PlannedAction
-from tests.integrations._web import EXAMPLES, Broken, Gate, applied, build, free_port, poll, settled, started
+from tests.integrations._web import (
+    EXAMPLES,
+    ROLLED_BACK,
+    Broken,
+    Gate,
+    applied,
+    build,
+    free_port,
+    poll,
+    settled,
+    started,
+)
 
 pytest.importorskip("aiohttp")
 httpx = pytest.importorskip("httpx")
@@ -115,7 +126,7 @@ async def test_in_the_background_mode_a_failing_change_is_logged_and_readiness_s
         assert response.status == 503
         assert await response.json() == {
             "status": "failed",
-            "error": "ChangeFailedError: change 'broken' failed: RuntimeError: disk full",
+            "error": "ChangeFailedError: change 'broken' failed: RuntimeError: disk full. " + ROLLED_BACK,
         }
         response = await client.get("/orders")  # the changes before the failing one are applied
         assert (response.status, await response.json()) == (200, []), "the application keeps serving"

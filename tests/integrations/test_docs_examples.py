@@ -229,3 +229,17 @@ def test_stores_mongodb_commits_the_change_with_its_audit_entry(tmp_path: Path, 
     finally:
         with pymongo.MongoClient(mongodb_server.uri, serverSelectionTimeoutMS=5000) as client:
             client.drop_database(database)
+
+
+def test_changes_mistakes_prints_what_the_docs_show(tmp_path: Path) -> None:
+    out = run_example("changes_mistakes.py", cwd=EXAMPLES)
+    titles = [line for line in out.splitlines() if line.startswith("== ")]
+    assert titles == [
+        "== a change that commits by itself",
+        "== a forgotten await",
+        "== an untouched skeleton, and a change module with the wrong name",
+    ]
+    page = (DOCS / "changes.md").read_text(encoding="utf-8")
+    shown = [line for line in out.splitlines() if not line.startswith("== ")]
+    assert shown and all(line in page for line in shown), [line for line in shown if line not in page]
+    assert "MANUAL_INTERVENTION" in out and "UnawaitedCoroutineError" in out and "2 problems" in out

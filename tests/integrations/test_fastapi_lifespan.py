@@ -15,7 +15,7 @@ import pytest
 
 from aioflamingock import Change, ChangeFailedError, ChangeOutcome, PlannedAction
 from aioflamingock.sqlite import SQLiteContext
-from tests.integrations._web import Broken, Gate, applied, build, free_port, settled
+from tests.integrations._web import ROLLED_BACK, Broken, Gate, applied, build, free_port, settled
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
@@ -145,7 +145,7 @@ async def test_background_failure_is_logged_and_keeps_readiness_at_503(
         assert response.status_code == 503
         assert response.json() == {
             "status": "failed",
-            "error": "ChangeFailedError: change 'broken' failed: RuntimeError: disk full",
+            "error": "ChangeFailedError: change 'broken' failed: RuntimeError: disk full. " + ROLLED_BACK,
         }
         assert (await http.get("/ping")).json() == "pong", "the application keeps serving"
         assert (await http.get("/ready")).status_code == 503, "and stays unready"

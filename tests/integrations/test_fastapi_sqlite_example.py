@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integrations._web import EXAMPLES, applied_in, free_port, poll, started, uvicorn
+from tests.integrations._web import EXAMPLES, ROLLED_BACK, applied_in, free_port, poll, started, uvicorn
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -24,7 +24,9 @@ httpx = pytest.importorskip("httpx")
 pytestmark = pytest.mark.slow
 
 EXAMPLE_CHANGES = ["create-orders", "add-order-status"]
-FAILURE = "ChangeFailedError: change 'create-orders' failed: OperationalError: table orders already exists"
+FAILURE = (
+    f"ChangeFailedError: change 'create-orders' failed: OperationalError: table orders already exists. {ROLLED_BACK}"
+)
 
 GATED_CHANGE = """
 import os

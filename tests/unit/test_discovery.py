@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 import textwrap
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from aioflamingock import ChangeLoadError, ConfigurationError, Flamingock, NonTransactionalTargetSystem, RunStatus
+from tests.conftest import WritePackage
 
 from ._support import SpyStore, history, recording_change
-
-WritePackage = Callable[[dict[str, str]], str]
-GENERATED_PREFIXES = ("changes_", "single_")
 
 
 def change_module(class_name: str, change_id: str, *, extra: str = "") -> str:
@@ -35,30 +31,6 @@ def change_module(class_name: str, change_id: str, *, extra: str = "") -> str:
                 ctx["calls"].append(self.id)
         """
     )
-
-
-@pytest.fixture
-def package_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path
-    for name in [m for m in sys.modules if m.startswith(GENERATED_PREFIXES)]:
-        del sys.modules[name]
-
-
-@pytest.fixture
-def write_package(package_root: Path) -> WritePackage:
-    """Write a package of modules (`{"_0001_a.py": source}`) under a fresh name; return that name."""
-
-    def write(files: dict[str, str]) -> str:
-        name = f"changes_{uuid.uuid4().hex[:12]}"
-        folder = package_root / name
-        folder.mkdir()
-        (folder / "__init__.py").write_text("")
-        for filename, source in files.items():
-            (folder / filename).write_text(source)
-        return name
-
-    return write
 
 
 def engine(store: SpyStore, target: NonTransactionalTargetSystem, *sources: object) -> Flamingock:

@@ -56,6 +56,7 @@ EXPECTED_PUBLIC_NAMES = {
     # errors
     "ChangeFailedError",
     "ChangeLoadError",
+    "ChangeMisuseError",
     "ClosedResourceError",
     "ConfigurationError",
     "DoctorCheck",
@@ -69,7 +70,9 @@ EXPECTED_PUBLIC_NAMES = {
     "StoreError",
     "StoreUnavailableError",
     "TransactionAbortedError",
+    "TransactionBypassedError",
     "TransactionOutcomeUnknownError",
+    "UnawaitedCoroutineError",
 }
 
 DRIVERS = ["aiosqlite", "sqlite3", "pymongo", "motor", "boto3", "aioboto3", "botocore", "couchbase", "acouchbase"]
