@@ -183,7 +183,7 @@ class Applier:
         if problem is not None:
             raise TransactionBypassedError(
                 f"change {spec.id!r} ({spec.where()}): its {method} {problem}. Some of its writes may be committed "
-                "although it failed, so it is recorded FAILED and needs a human whatever its recovery. Inside a "
+                "although it failed, so it is recorded as failed and needs a human whatever its recovery. Inside a "
                 "transactional change, make every write through the context's transaction and never commit, roll "
                 f"back or begin one yourself; check the data, then run `{fix_command(spec.id)}`",
                 spec.id,

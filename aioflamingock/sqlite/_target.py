@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -44,6 +44,10 @@ class SQLiteContext:
 class SQLiteTransaction(Transaction):
     context: SQLiteContext
 
+    def __init__(self, context: SQLiteContext, run: Callable[[str], Awaitable[None]]) -> None:
+        super().__init__(context)
+        self._run = run  # the target's: our statements on the connection take turns
+
     async def bypassed(self) -> str | None:
         connection = self.context.connection
         if not connection.in_transaction:
@@ -53,7 +57,7 @@ class SQLiteTransaction(Transaction):
                 "SQLite rolled it back)"
             )
         try:
-            await connection.execute_fetchall(f"RELEASE {ENGINE_SAVEPOINT}")
+            await self._run(f"RELEASE {ENGINE_SAVEPOINT}")
         except sqlite3.OperationalError:
             return (
                 "ended the engine's transaction itself and began another one (a COMMIT or `connection.commit()` "
@@ -104,6 +108,12 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
                 return [tuple(row) for row in await cursor.fetchall()]
             finally:
                 await cursor.close()
+
+    async def _run(self, sql: str) -> None:
+        """Like `_fetch`, in one trip to SQLite's thread, for a statement whose rows and count are not needed
+        (`BEGIN`, `COMMIT`, a savepoint): the cursor is dropped there once the statement has run to its end."""
+        async with self._turn:
+            await self.connection.execute_fetchall(sql)
 
     async def _write(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         """Like `_fetch`, for a statement without rows; returns the number of rows it changed."""
@@ -198,9 +208,9 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
         with translate_errors("beginning a transaction"):
             await self._begin()
         try:
-            yield SQLiteTransaction(SQLiteContext(self.connection, self.id))
+            yield SQLiteTransaction(SQLiteContext(self.connection, self.id), self._run)
             with translate_errors("committing"):
-                await self._write("COMMIT")
+                await self._run("COMMIT")
         except BaseException:
             # Also after a failed COMMIT (a deferred constraint, say): SQLite leaves the transaction open, and
             # every later statement on this connection would silently join it.
@@ -209,13 +219,18 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
             raise
 
     async def _begin(self) -> None:
-        if self.connection.in_transaction:  # `executescript` would commit it: say what is wrong instead
+        if self.connection.in_transaction:
             raise StoreError(
                 f"{self.describe()}: a transaction is already open on the connection (an earlier change, or code "
                 "sharing the connection, began one and did not end it); refusing to begin the engine's transaction"
             )
-        async with self._turn:  # one trip to SQLite's thread for both statements
-            await self.connection.executescript(f"BEGIN IMMEDIATE; SAVEPOINT {ENGINE_SAVEPOINT}")
+        await self._run("BEGIN IMMEDIATE")
+        try:
+            await self._run(f"SAVEPOINT {ENGINE_SAVEPOINT}")
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._rollback()
+            raise
 
     async def _rollback(self) -> None:
         if self.connection.in_transaction:

@@ -5,6 +5,7 @@ the user reads names the change and what to do, and a later run does not make th
 from __future__ import annotations
 
 import textwrap
+import uuid
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -207,6 +208,9 @@ async def test_sqlite_a_forgotten_await_fails_the_change_before_anything_is_reco
     assert newest(await entries_of(fl), "create-tags").state is AuditState.FAILED
     assert (await fl.plan())[1].action is PlannedAction.APPLY  # nothing committed: the fixed code will apply it
     assert columns(tmp_path, "tags") == []
+    with pytest.raises(ChangeFailedError):  # the same code again: the same refusal, never an APPLIED
+        await fl.run()
+    assert AuditState.APPLIED not in [e.state for e in await entries_of(fl) if e.change_id == "create-tags"]
 
 
 async def test_a_forgotten_await_in_a_non_transactional_change_is_never_recorded_applied(
@@ -395,19 +399,24 @@ async def test_mongodb_a_forgotten_await_fails_the_change_and_commits_nothing(
 # -- DynamoDB -----------------------------------------------------------------------------------------------------
 
 
+async def users_table(client: Any, prefix: str) -> str:
+    table = f"{prefix}users"
+    await client.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return table
+
+
 @pytest.mark.parametrize("swallowed", [False, True], ids=["raised", "caught-by-the-change"])
 async def test_dynamodb_a_write_with_the_client_in_a_transactional_change_is_refused_and_never_sent(
     dynamodb_client: Any, dynamodb_prefix: str, write_package: WritePackage, swallowed: bool
 ) -> None:
     from aioflamingock.dynamodb import DynamoDBAuditStore, DynamoDBTargetSystem
 
-    table = f"{dynamodb_prefix}users"
-    await dynamodb_client.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = await users_table(dynamodb_client, dynamodb_prefix)
     put = f'await ctx.client.put_item(TableName="{table}", Item={{"id": {{"S": "1"}}}})'
     body = f"try:\n    {put}\nexcept Exception:\n    pass\n" if swallowed else put
     source = change("SeedUser", "seed-user", body).replace('"app-db"', '"users-db"')
@@ -424,6 +433,31 @@ async def test_dynamodb_a_write_with_the_client_in_a_transactional_change_is_ref
     assert "PutItem" in str(cause) and "ctx.transaction" in str(cause)
     assert "Item" not in await dynamodb_client.get_item(TableName=table, Key={"id": {"S": "1"}})  # never sent
     assert (await fl.plan())[0].action is PlannedAction.APPLY  # nothing was written: a fixed change applies
+
+
+async def test_dynamodb_a_forgotten_await_sends_nothing_and_records_no_applied(
+    dynamodb_client: Any, dynamodb_prefix: str, write_package: WritePackage
+) -> None:
+    from aioflamingock.dynamodb import DynamoDBAuditStore, DynamoDBTargetSystem
+
+    table = await users_table(dynamodb_client, dynamodb_prefix)
+    body = f"""
+        ctx.transaction.put(TableName="{table}", Item={{"id": {{"S": "1"}}}})
+        ctx.client.describe_table(TableName="{table}")
+    """
+    source = change("Seed", "seed", body).replace('"app-db"', '"users-db"')
+    package = write_package({"_0001_seed.py": source})
+    db = DynamoDBTargetSystem("users-db", client=dynamodb_client, marker_table=f"{dynamodb_prefix}marker")
+    store = DynamoDBAuditStore.from_target(
+        db, audit_table=f"{dynamodb_prefix}audit", lock_table=f"{dynamodb_prefix}lock"
+    )
+    fl = Flamingock(audit_store=store, target_systems=[db], changes=[package])
+    with pytest.raises(ChangeFailedError) as caught:
+        await fl.run()
+    assert isinstance(caught.value.__cause__, UnawaitedCoroutineError)
+    assert "_0001_seed.py:12" in str(caught.value.__cause__)
+    assert [e.state for e in await entries_of(fl)] == [AuditState.FAILED]
+    assert "Item" not in await dynamodb_client.get_item(TableName=table, Key={"id": {"S": "1"}})  # never committed
 
 
 # -- also found: a non-transactional change that leaves a transaction open -----------------------------------------
@@ -455,3 +489,29 @@ async def test_sqlite_a_non_transactional_change_that_leaves_a_transaction_open_
     with sqlite3.connect(tmp_path / "app.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM notes").fetchone() == (0,)
     conn.close()
+
+
+# -- Couchbase (key-value double: its transactions cannot run here, so the non-transactional path) -----------------
+
+
+async def test_couchbase_a_forgotten_await_writes_nothing_and_records_no_applied(
+    couchbase_server: Any, couchbase_cluster: Any, couchbase_collections: dict[str, str], write_package: WritePackage
+) -> None:
+    from aioflamingock.couchbase import CouchbaseAuditStore, CouchbaseTargetSystem
+
+    key = f"note-{uuid.uuid4().hex[:8]}"
+    body = f"""
+        ctx.collection("_default").upsert("{key}", {{"body": "hello"}})
+    """
+    source = change("SeedNote", "seed-note", body, extra="transactional = False\n").replace('"app-db"', '"notes"')
+    package = write_package({"_0001_seed_note.py": source})
+    target = CouchbaseTargetSystem("notes", cluster=couchbase_cluster, bucket=couchbase_server.bucket)
+    store = CouchbaseAuditStore.from_target(target, **couchbase_collections)
+    fl = Flamingock(audit_store=store, target_systems=[target], changes=[package])
+    with pytest.raises(ChangeFailedError) as caught:
+        await fl.run()
+    assert isinstance(caught.value.__cause__, UnawaitedCoroutineError)
+    assert "upsert" in str(caught.value.__cause__) and "_0001_seed_note.py:12" in str(caught.value.__cause__)
+    assert [e.state for e in await entries_of(fl)] == [AuditState.STARTED, AuditState.FAILED]
+    exists = await couchbase_cluster.bucket(couchbase_server.bucket).default_collection().exists(key)
+    assert not exists.exists
