@@ -7,9 +7,10 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import anyio
 
@@ -25,9 +26,22 @@ __all__ = [
     "Transaction",
     "TransactionalTargetSystem",
     "check_identifier",
+    "set_while",
 ]
 
+T = TypeVar("T")
+
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+@contextmanager
+def set_while(variable: ContextVar[T], value: T) -> Iterator[None]:
+    """`variable` holds `value` inside the block, for the current task (and tasks it starts meanwhile)."""
+    token = variable.set(value)
+    try:
+        yield
+    finally:
+        variable.reset(token)
 
 
 def check_identifier(kind: str, value: object) -> str:
@@ -139,11 +153,10 @@ class Transaction:
     def __init__(self, context: Any) -> None:
         self.context = context
 
-    @contextmanager
-    def running_change(self) -> Iterator[None]:
+    def running_change(self) -> AbstractContextManager[None]:
         """Entered by the engine around the change's own code, and nothing else: where a store can watch what
         the change does through other means than this transaction (for `bypassed`), it watches here."""
-        yield
+        return nullcontext()
 
     async def bypassed(self) -> str | None:
         """Called once, when the change's code returns or raises inside this transaction: how the change went around

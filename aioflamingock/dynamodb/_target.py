@@ -26,8 +26,8 @@ import importlib
 import logging
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,7 @@ from .._errors import (
     TransactionAbortedError,
     TransactionOutcomeUnknownError,
 )
-from .._interfaces import Transaction, TransactionalTargetSystem, check_identifier
+from .._interfaces import Transaction, TransactionalTargetSystem, check_identifier, set_while
 from .._model import DoctorCheck, Marker, utc_now
 from .._redact import redact
 from ._errors import (
@@ -216,13 +216,8 @@ class DynamoDBTransaction(Transaction):
         self.parts: list[CommitPart] = []
         self.watch = WriteWatch()
 
-    @contextmanager
-    def running_change(self) -> Iterator[None]:
-        token = watching.set(self.watch)
-        try:
-            yield
-        finally:
-            watching.reset(token)
+    def running_change(self) -> AbstractContextManager[None]:
+        return set_while(watching, self.watch)
 
     async def bypassed(self) -> str | None:
         if self.watch.refused:  # refused, so nothing was written: a plain failure, not one for a human

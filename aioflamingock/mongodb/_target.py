@@ -3,15 +3,15 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .._errors import ConfigurationError, TransactionAbortedError, TransactionOutcomeUnknownError
-from .._interfaces import Transaction, TransactionalTargetSystem, check_identifier
+from .._interfaces import Transaction, TransactionalTargetSystem, check_identifier, set_while
 from .._model import DoctorCheck, Marker, utc_now
 from .._redact import redact
 from ._errors import import_pymongo, is_transient_transaction_error, translate, translate_errors
@@ -124,13 +124,8 @@ class MongoDBTransaction(Transaction):
         self.watch = watch
         self.number = _transaction_number(context.session)
 
-    @contextmanager
-    def running_change(self) -> Iterator[None]:
-        token = watching.set(self.watch)
-        try:
-            yield
-        finally:
-            watching.reset(token)
+    def running_change(self) -> AbstractContextManager[None]:
+        return set_while(watching, self.watch)
 
     async def bypassed(self) -> str | None:
         session = self.context.session

@@ -399,6 +399,14 @@ async def test_mongodb_a_forgotten_await_fails_the_change_and_commits_nothing(
 # -- DynamoDB -----------------------------------------------------------------------------------------------------
 
 
+def dynamodb_engine(client: Any, prefix: str, package: str) -> Flamingock:
+    from aioflamingock.dynamodb import DynamoDBAuditStore, DynamoDBTargetSystem
+
+    db = DynamoDBTargetSystem("users-db", client=client, marker_table=f"{prefix}marker")
+    store = DynamoDBAuditStore.from_target(db, audit_table=f"{prefix}audit", lock_table=f"{prefix}lock")
+    return Flamingock(audit_store=store, target_systems=[db], changes=[package])
+
+
 async def users_table(client: Any, prefix: str) -> str:
     table = f"{prefix}users"
     await client.create_table(
@@ -414,18 +422,12 @@ async def users_table(client: Any, prefix: str) -> str:
 async def test_dynamodb_a_write_with_the_client_in_a_transactional_change_is_refused_and_never_sent(
     dynamodb_client: Any, dynamodb_prefix: str, write_package: WritePackage, swallowed: bool
 ) -> None:
-    from aioflamingock.dynamodb import DynamoDBAuditStore, DynamoDBTargetSystem
-
     table = await users_table(dynamodb_client, dynamodb_prefix)
     put = f'await ctx.client.put_item(TableName="{table}", Item={{"id": {{"S": "1"}}}})'
     body = f"try:\n    {put}\nexcept Exception:\n    pass\n" if swallowed else put
     source = change("SeedUser", "seed-user", body).replace('"app-db"', '"users-db"')
     package = write_package({"_0001_seed_user.py": source})
-    db = DynamoDBTargetSystem("users-db", client=dynamodb_client, marker_table=f"{dynamodb_prefix}marker")
-    store = DynamoDBAuditStore.from_target(
-        db, audit_table=f"{dynamodb_prefix}audit", lock_table=f"{dynamodb_prefix}lock"
-    )
-    fl = Flamingock(audit_store=store, target_systems=[db], changes=[package])
+    fl = dynamodb_engine(dynamodb_client, dynamodb_prefix, package)
     with pytest.raises(ChangeFailedError) as caught:
         await fl.run()
     cause = caught.value.__cause__
@@ -438,8 +440,6 @@ async def test_dynamodb_a_write_with_the_client_in_a_transactional_change_is_ref
 async def test_dynamodb_a_forgotten_await_sends_nothing_and_records_no_applied(
     dynamodb_client: Any, dynamodb_prefix: str, write_package: WritePackage
 ) -> None:
-    from aioflamingock.dynamodb import DynamoDBAuditStore, DynamoDBTargetSystem
-
     table = await users_table(dynamodb_client, dynamodb_prefix)
     body = f"""
         ctx.transaction.put(TableName="{table}", Item={{"id": {{"S": "1"}}}})
@@ -447,11 +447,7 @@ async def test_dynamodb_a_forgotten_await_sends_nothing_and_records_no_applied(
     """
     source = change("Seed", "seed", body).replace('"app-db"', '"users-db"')
     package = write_package({"_0001_seed.py": source})
-    db = DynamoDBTargetSystem("users-db", client=dynamodb_client, marker_table=f"{dynamodb_prefix}marker")
-    store = DynamoDBAuditStore.from_target(
-        db, audit_table=f"{dynamodb_prefix}audit", lock_table=f"{dynamodb_prefix}lock"
-    )
-    fl = Flamingock(audit_store=store, target_systems=[db], changes=[package])
+    fl = dynamodb_engine(dynamodb_client, dynamodb_prefix, package)
     with pytest.raises(ChangeFailedError) as caught:
         await fl.run()
     assert isinstance(caught.value.__cause__, UnawaitedCoroutineError)
