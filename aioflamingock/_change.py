@@ -12,8 +12,8 @@ from ._model import Recovery
 
 __all__ = ["CHANGE_ID_PATTERN", "Change", "ChangeSpec", "check_change_class"]
 
-CHANGE_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-ORDER_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+CHANGE_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")  # matched whole: fullmatch
+ORDER_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class Change:
@@ -92,7 +92,7 @@ def _defines(cls: type[Change], name: str) -> bool:
 def _check_id(value: Any) -> str | None:
     if not isinstance(value, str):
         return f'id is missing or not a string (got {value!r}); set `id = "..."`'
-    if not CHANGE_ID_PATTERN.match(value):
+    if not CHANGE_ID_PATTERN.fullmatch(value):
         return f"id {value!r} must be 1-128 characters of [A-Za-z0-9._-]"
     return None
 
@@ -128,12 +128,38 @@ def _only_raises_not_implemented(function: Any) -> bool:
     return all(instruction.opname in _STUB_OPCODES for instruction in dis.get_instructions(code))
 
 
+def _takes_one_context(function: Any) -> bool:
+    """Whether `function(self, ctx)` is a valid call, read from its code object (cheap: no `inspect.signature`)."""
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return True  # not plain Python (a wrapped callable): the call itself will tell
+    defaults = len(getattr(function, "__defaults__", None) or ())
+    required_keywords = code.co_kwonlyargcount - len(getattr(function, "__kwdefaults__", None) or {})
+    varargs = bool(code.co_flags & inspect.CO_VARARGS)
+    return (code.co_argcount - defaults) <= 2 and (code.co_argcount >= 2 or varargs) and required_keywords == 0
+
+
+def _constructor_problem(cls: type[Change]) -> str | None:
+    """The engine creates every change with `cls()`: a constructor that needs arguments fails only at run time."""
+    if cls.__init__ is object.__init__ and cls.__new__ is object.__new__:
+        return None
+    try:
+        inspect.signature(cls).bind()
+    except TypeError as exc:
+        return f"__init__ cannot be called without arguments ({exc}); the engine creates it as `{cls.__name__}()`"
+    except ValueError:
+        return None
+    return None
+
+
 def _check_methods(cls: type[Change]) -> list[str]:
     problems = []
     if not _defines(cls, "execute"):
         problems.append("execute is not defined; define `async def execute(self, ctx)`")
     elif not inspect.iscoroutinefunction(cls.execute):
         problems.append("execute must be `async def execute(self, ctx)`")
+    elif not _takes_one_context(cls.execute):
+        problems.append("execute must take the context and nothing else: `async def execute(self, ctx)`")
     elif _only_raises_not_implemented(cls.execute):
         problems.append(
             "execute only raises NotImplementedError: it is still the skeleton `aioflamingock new` wrote, and "
@@ -141,6 +167,11 @@ def _check_methods(cls: type[Change]) -> list[str]:
         )
     if _defines(cls, "rollback") and not inspect.iscoroutinefunction(cls.rollback):
         problems.append("rollback must be `async def rollback(self, ctx)`")
+    elif _defines(cls, "rollback") and not _takes_one_context(cls.rollback):
+        problems.append("rollback must take the context and nothing else: `async def rollback(self, ctx)`")
+    constructor = _constructor_problem(cls)
+    if constructor is not None:
+        problems.append(constructor)
     return problems
 
 
@@ -152,7 +183,7 @@ def _check_order(value: Any, derived: str | None) -> tuple[str | None, str | Non
                 'order is not set and the module name is not `_<ORDER>_<name>.py`; set `order = "..."`',
             )
         return derived, None
-    if not isinstance(value, str) or not ORDER_PATTERN.match(value):
+    if not isinstance(value, str) or not ORDER_PATTERN.fullmatch(value):
         return None, f"order {value!r} must be 1-64 characters of [A-Za-z0-9._-]"
     return value, None
 

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, Literal, NoReturn, Self, TypeVar
 
 import anyio
+import pydantic_core
 
 from . import _tracing
 from ._apply import Applier
@@ -84,6 +85,32 @@ def _live_execution(info: LockInfo | None) -> str | None:
     return info.owner.rsplit("/", 1)[-1]
 
 
+def _lock_options(lock: object) -> LockOptions:
+    if lock is None:
+        return LockOptions()
+    if isinstance(lock, LockOptions):
+        return lock
+    if isinstance(lock, Mapping):
+        return LockOptions(**lock)
+    raise ConfigurationError([f"lock must be a LockOptions (or a dict of its options), got {type(lock).__name__}"])
+
+
+def _metadata(metadata: object) -> dict[str, Any]:
+    """Recorded in every audit entry, so it must be a mapping with string keys that JSON can hold."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping) or not all(isinstance(key, str) for key in metadata):
+        raise ConfigurationError([f"metadata must be a dict with string keys, got {metadata!r:.80}"])
+    for key, value in metadata.items():
+        try:
+            pydantic_core.to_json(value)
+        except (pydantic_core.PydanticSerializationError, ValueError) as exc:
+            kind = type(value).__name__
+            problem = f"metadata[{key!r}] cannot be recorded: a {kind} is not JSON ({exc}); pass text or numbers"
+            raise ConfigurationError([problem]) from None
+    return dict(metadata)
+
+
 def _env_disabled() -> bool:
     return os.environ.get(DISABLE_ENV_VAR, "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -105,7 +132,7 @@ class Flamingock:
         audit_store: AuditStore,
         target_systems: Iterable[TargetSystem] = (),
         changes: ChangeSource | Iterable[ChangeSource] = (),
-        lock: LockOptions | None = None,
+        lock: LockOptions | Mapping[str, float] | None = None,
         service: str = DEFAULT_SERVICE,
         metadata: Mapping[str, Any] | None = None,
         enabled: bool = True,
@@ -116,8 +143,8 @@ class Flamingock:
         self.audit_store = audit_store
         self.target_systems = self._index_targets(target_systems)
         self.service = check_identifier("service", service)
-        self.lock_options = lock if lock is not None else LockOptions()
-        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.lock_options = _lock_options(lock)
+        self.metadata: dict[str, Any] = _metadata(metadata)
         self.enabled = enabled
         self._sources: list[ChangeSource] = [changes] if isinstance(changes, str | type) else list(changes)
         self._listeners = list(listeners)

@@ -25,13 +25,31 @@ __all__ = [
     "TargetSystem",
     "Transaction",
     "TransactionalTargetSystem",
+    "check_distinct",
     "check_identifier",
+    "check_seconds",
     "set_while",
 ]
 
 T = TypeVar("T")
 
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_IDENTIFIER = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def check_seconds(kind: str, value: object, *, minimum: float = 0.0, maximum: float = 86_400.0) -> float:
+    """Validate a duration setting: a real, finite number of seconds from `minimum` to `maximum`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not minimum <= value <= maximum:
+        raise ConfigurationError([f"{kind} must be a number of seconds from {minimum:g} to {maximum:g}, got {value!r}"])
+    return float(value)
+
+
+def check_distinct(owner: str, **names: str) -> None:
+    """The tables (collections) a store keeps must be different ones."""
+    seen: dict[str, str] = {}
+    for kind, name in names.items():
+        if name in seen:
+            raise ConfigurationError([f"{owner}: {seen[name]} and {kind} are both {name!r}; give each its own name"])
+        seen[name] = kind
 
 
 @contextmanager
@@ -46,7 +64,7 @@ def set_while(variable: ContextVar[T], value: T) -> Iterator[None]:
 
 def check_identifier(kind: str, value: object) -> str:
     """Validate a name that becomes a key, a table or a collection name."""
-    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):  # fullmatch: "x\n" passes `^...$`
         raise ConfigurationError([f"{kind} {value!r} must be 1-128 characters of [A-Za-z0-9._-]"])
     return value
 

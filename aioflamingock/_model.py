@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
+
+from ._errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_ACQUIRE_TIMEOUT_SECONDS",
@@ -40,10 +42,21 @@ DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_ACQUIRE_TIMEOUT_SECONDS = 180.0
 DEFAULT_RETRY_INTERVAL_SECONDS = 1.0
 DEFAULT_SERVICE = "default"
+MIN_LEASE_SECONDS = 0.5
+MAX_SECONDS = 86_400.0
 FAILURE_METADATA_KEY = "flamingockFailure"
 """The engine's own key in an entry's `metadata`: why a failure needs a human whatever the change's recovery."""
 TRANSACTION_BYPASSED = "TRANSACTION_BYPASSED"
 """`FAILURE_METADATA_KEY`'s value when a transactional change went around the engine's transaction."""
+
+
+def _option_problem(owner: str, error: Any) -> str:
+    """One pydantic error as a line that names the option, what it got and what it takes."""
+    where = ".".join(str(part) for part in error.get("loc", ())) or "options"
+    given = error.get("input")
+    if error.get("type") == "extra_forbidden":
+        return f"{owner}: {where} is not an option (options: {', '.join(LockOptions.model_fields)})"
+    return f"{owner}: {where} {error.get('msg', 'is invalid').lower()} (got {given!r})"
 
 
 def utc_now() -> datetime:
@@ -128,16 +141,23 @@ class AuditEntry(BaseModel):
 
 class LockOptions(BaseModel):
     """How the distributed lock behaves. Defaults as in Flamingock: a 60 s lease, give up after waiting 180 s,
-    try again at least every second."""
+    try again at least every second. A bad value raises `ConfigurationError` naming the option."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
 
-    lease_seconds: float = Field(default=DEFAULT_LEASE_SECONDS, gt=0)
-    """How long a lease lasts without renewal; renewed every `lease_seconds / 3`."""
-    acquire_timeout_seconds: float = Field(default=DEFAULT_ACQUIRE_TIMEOUT_SECONDS, ge=0)
-    """How long to wait for another instance to release the lock before giving up."""
-    retry_interval_seconds: float = Field(default=DEFAULT_RETRY_INTERVAL_SECONDS, gt=0)
-    """The longest sleep between two attempts to acquire."""
+    lease_seconds: float = Field(default=DEFAULT_LEASE_SECONDS, ge=MIN_LEASE_SECONDS, le=MAX_SECONDS)
+    """How long a lease lasts without renewal; renewed every `lease_seconds / 3`. From 0.5 s (a renewal needs
+    time to reach the store) to a day (a lock nobody renews must end within a day)."""
+    acquire_timeout_seconds: float = Field(default=DEFAULT_ACQUIRE_TIMEOUT_SECONDS, ge=0, le=MAX_SECONDS)
+    """How long to wait for another instance to release the lock before giving up; at most a day."""
+    retry_interval_seconds: float = Field(default=DEFAULT_RETRY_INTERVAL_SECONDS, gt=0, le=MAX_SECONDS)
+    """The longest sleep between two attempts to acquire; at most a day."""
+
+    def __init__(self, **options: Any) -> None:
+        try:
+            super().__init__(**options)
+        except ValidationError as exc:
+            raise ConfigurationError([_option_problem("LockOptions", error) for error in exc.errors()]) from None
 
 
 @dataclass(frozen=True, slots=True)

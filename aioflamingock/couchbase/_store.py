@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 
 from .._errors import ConfigurationError, LockLostError
-from .._interfaces import AuditStore, Resource, TargetSystem, Transaction
+from .._interfaces import AuditStore, Resource, TargetSystem, Transaction, check_distinct
 from .._model import AuditEntry, DoctorCheck, Fence
 from .._redact import redact
 from ._audit import HEAD_KEY, AuditLog, entry_key, holder, next_head
@@ -53,6 +53,7 @@ class CouchbaseAuditStore(AuditStore):
         self.scope = check_keyspace_name("scope", scope)
         self.audit_collection = check_keyspace_name("audit_collection", audit_collection)
         self.lock_collection = check_keyspace_name("lock_collection", lock_collection)
+        check_distinct("CouchbaseAuditStore", audit_collection=audit_collection, lock_collection=lock_collection)
         self.create_collections = create_collections
         self._specs = tuple(
             CollectionSpec(role, self.scope, name)

@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 
 from .._errors import ConfigurationError, TransactionAbortedError
-from .._interfaces import AuditStore, Resource, TargetSystem, Transaction
+from .._interfaces import AuditStore, Resource, TargetSystem, Transaction, check_distinct
 from .._model import AuditEntry, DoctorCheck, Fence
 from .._redact import redact
 from ._items import Item, from_item, number, string, to_item
@@ -96,8 +96,9 @@ class DynamoDBAuditStore(AuditStore):
         self.target = target
         self.audit_table = check_table_name("audit_table", audit_table)
         self.lock_table = check_table_name("lock_table", lock_table)
-        if audit_table == lock_table:
-            raise ConfigurationError([f"audit_table and lock_table are both {audit_table!r}"])
+        check_distinct(
+            "DynamoDBAuditStore", audit_table=audit_table, lock_table=lock_table, marker_table=target.marker_table
+        )
         self.create_tables = create_tables
         self._specs = (
             TableSpec(self.audit_table, "audit table", AUDIT_KEYS),

@@ -39,7 +39,7 @@ from .._errors import (
     TransactionAbortedError,
     TransactionOutcomeUnknownError,
 )
-from .._interfaces import Transaction, TransactionalTargetSystem, check_identifier, set_while
+from .._interfaces import Transaction, TransactionalTargetSystem, check_identifier, check_seconds, set_while
 from .._model import DoctorCheck, Marker, utc_now
 from .._redact import redact
 from ._errors import (
@@ -280,9 +280,7 @@ class DynamoDBTargetSystem(TransactionalTargetSystem):
         self.client = client
         self.marker_table = check_table_name("marker_table", marker_table)
         self.create_tables = create_tables
-        if retry_seconds < 0:
-            raise ConfigurationError([f"retry_seconds must be 0 or more, got {retry_seconds!r}"])
-        self.retry_seconds = retry_seconds
+        self.retry_seconds = check_seconds("retry_seconds", retry_seconds, maximum=3600)
         self._marker_spec = TableSpec(self.marker_table, "marker table", MARKER_KEYS)
         self._marker_ready = False
 

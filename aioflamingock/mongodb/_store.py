@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._errors import ConfigurationError, LockLostError, TransactionAbortedError
-from .._interfaces import AuditStore, Resource, TargetSystem, Transaction
+from .._interfaces import AuditStore, Resource, TargetSystem, Transaction, check_distinct
 from .._model import AuditEntry, DoctorCheck, Fence
 from .._redact import redact
 from ._errors import translate_errors
 from ._lock import MongoDBLock, fence_filter
 from ._target import (
     CLEANUP_SECONDS,
+    MARKER_COLLECTION,
     MongoDBTargetSystem,
     MongoDBTransaction,
     aggregate,
@@ -78,8 +79,12 @@ class MongoDBAuditStore(AuditStore):
         self.target = target
         self.audit_collection = check_collection_name("audit_collection", audit_collection)
         self.lock_collection = check_collection_name("lock_collection", lock_collection)
-        if self.audit_collection == self.lock_collection:
-            raise ConfigurationError([f"audit_collection and lock_collection are both {audit_collection!r}"])
+        check_distinct(
+            "MongoDBAuditStore",
+            audit_collection=audit_collection,
+            lock_collection=lock_collection,
+            marker_collection=MARKER_COLLECTION,
+        )
         self.create_indexes = create_indexes
         self._audit = target.collection(self.audit_collection)
         self._locks = target.collection(self.lock_collection)

@@ -44,13 +44,13 @@ CLEANUP_SECONDS = 10.0
 """How long an abort or the end of a session may take, shielded from cancellation; an unfinished transaction is
 dropped by the server anyway."""
 # MongoDB's rule for database names on every platform, and its 64-byte limit.
-_DATABASE_NAME = re.compile(r'^[^/\\. "$*<>:|?\x00]{1,63}$')
+_DATABASE_NAME = re.compile(r'[^/\\. "$*<>:|?\x00-\x1f\x7f]{1,63}')  # matched whole; no control characters
 
 
 def check_database_name(name: object) -> str:
-    if not isinstance(name, str) or not _DATABASE_NAME.match(name) or len(name.encode()) > 63:
+    if not isinstance(name, str) or not _DATABASE_NAME.fullmatch(name) or len(name.encode()) > 63:
         raise ConfigurationError(
-            [f'database {name!r} must be 1-63 bytes with none of / \\ . " $ * < > : | ? and no spaces']
+            [f'database {name!r} must be 1-63 bytes, none of / \\ . " $ * < > : | ?, a space or a control character']
         )
     return name
 
@@ -60,6 +60,8 @@ def check_collection_name(kind: str, name: object) -> str:
     assert isinstance(name, str)
     if name.startswith("system."):
         raise ConfigurationError([f"{kind} {name!r} must not start with 'system.' (reserved by MongoDB)"])
+    if name.startswith(".") or name.endswith(".") or ".." in name:
+        raise ConfigurationError([f"{kind} {name!r} must not start or end with '.' nor hold '..' (MongoDB's rule)"])
     return name
 
 

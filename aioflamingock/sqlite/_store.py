@@ -7,17 +7,17 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from .._errors import ConfigurationError, LockLostError
-from .._interfaces import AuditStore, Resource, TargetSystem, Transaction
+from .._interfaces import AuditStore, Resource, TargetSystem, Transaction, check_distinct
 from .._model import AuditEntry, DoctorCheck, Fence
 from ._errors import translate_errors
 from ._lock import SQLiteLock
-from ._target import SQLiteTargetSystem, SQLiteTransaction
+from ._target import MARKER_TABLE, SQLiteTargetSystem, SQLiteTransaction
 
 __all__ = ["DEFAULT_AUDIT_TABLE", "DEFAULT_LOCK_TABLE", "SQLiteAuditStore"]
 
 DEFAULT_AUDIT_TABLE = "flamingock_audit_log"
 DEFAULT_LOCK_TABLE = "flamingock_lock"
-_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 # (column, AuditEntry field); SQL columns are snake_case, the documents of the other stores use camelCase.
 _COLUMNS = [
@@ -27,10 +27,13 @@ _COLUMNS = [
 ]  # fmt: skip
 _JSON_COLUMNS = {"metadata"}
 _HISTORY_PAGE = 500
+# Columns an existing table must have to be taken for ours.
+_AUDIT_SIGNATURE = ("change_id", "execution_id", "state")
+_LOCK_SIGNATURE = ("owner", "fencing_token", "expires_at")
 
 
 def _table(kind: str, name: str) -> str:
-    if not _TABLE_NAME.match(name):
+    if not isinstance(name, str) or not _TABLE_NAME.fullmatch(name):
         raise ConfigurationError([f"{kind} {name!r} must match [A-Za-z_][A-Za-z0-9_]{{0,62}}"])
     return name
 
@@ -67,6 +70,8 @@ class SQLiteAuditStore(AuditStore):
         self.target = target
         self.audit_table = _table("audit_table", audit_table)
         self.lock_table = _table("lock_table", lock_table)
+        # The marker table lives in the same file when a change on this database takes the marker path.
+        check_distinct("SQLiteAuditStore", audit_table=audit_table, lock_table=lock_table, marker_table=MARKER_TABLE)
         self._lock = SQLiteLock(target, self.lock_table, clock)
 
     @classmethod
@@ -120,10 +125,21 @@ class SQLiteAuditStore(AuditStore):
                 await self.target._write(schema[name])
 
     async def _missing(self, schema: dict[str, str]) -> list[str]:
-        """The tables and indexes of `schema` not in the database, in `schema`'s order."""
+        """The tables and indexes of `schema` not in the database, in `schema`'s order. A table of that name that
+        is not ours (an application's table given as `audit_table`) is refused before anything is written."""
         marks = ", ".join("?" for _ in schema)
-        rows = await self.target._fetch(f"SELECT name FROM sqlite_master WHERE name IN ({marks})", tuple(schema))
-        present = {row[0] for row in rows}
+        sql = f"SELECT name, sql FROM sqlite_master WHERE name IN ({marks})"
+        present = dict(await self.target._fetch(sql, tuple(schema)))
+        for name, columns in {self.audit_table: _AUDIT_SIGNATURE, self.lock_table: _LOCK_SIGNATURE}.items():
+            statement = str(present.get(name) or "").lower()
+            if name in present and not all(column in statement for column in columns):
+                role = "audit_table" if name == self.audit_table else "lock_table"
+                raise ConfigurationError(
+                    [
+                        f"{role} {name!r} exists in {self.target.path!r} but is not aioflamingock's (it has no "
+                        f"{', '.join(columns)} column): pass another {role}, or rename that table"
+                    ]
+                )
         return [name for name in schema if name not in present]
 
     def _doctor_resource(self) -> Resource:

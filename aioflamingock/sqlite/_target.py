@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._errors import ChangeMisuseError, ClosedResourceError, StoreError
-from .._interfaces import Transaction, TransactionalTargetSystem, check_identifier
+from .._interfaces import Transaction, TransactionalTargetSystem, check_identifier, check_seconds
 from .._model import DoctorCheck, Marker, utc_now
 from ._errors import translate_errors
 
@@ -81,7 +81,7 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
     ) -> None:
         self.id = check_identifier("target system id", id)
         self.path = os.fspath(path)
-        self.busy_timeout_seconds = busy_timeout_seconds
+        self.busy_timeout_seconds = check_seconds("busy_timeout_seconds", busy_timeout_seconds, maximum=3600)
         self._connection: aiosqlite.Connection | None = None
         self._marker_table = False  # seen to exist on this connection
         self._turn = anyio.Lock()

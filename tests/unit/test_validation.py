@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
 from aioflamingock import (
     Change,
@@ -260,11 +259,37 @@ def test_the_audit_store_must_be_an_audit_store() -> None:
         pytest.param({"lease_seconds": -1}, "lease_seconds", id="lease-negative"),
         pytest.param({"acquire_timeout_seconds": -1}, "acquire_timeout_seconds", id="timeout-negative"),
         pytest.param({"retry_interval_seconds": 0}, "retry_interval_seconds", id="retry-zero"),
+        pytest.param({"lease_seconds": float("inf")}, "lease_seconds", id="lease-infinite"),
+        pytest.param({"lease_seconds": float("nan")}, "lease_seconds", id="lease-nan"),
+        pytest.param({"lease_seconds": 1e12}, "lease_seconds", id="lease-over-a-day"),
+        pytest.param({"lease_seconds": 1e-9}, "lease_seconds", id="lease-too-short-to-renew"),
+        pytest.param({"acquire_timeout_seconds": float("inf")}, "acquire_timeout_seconds", id="timeout-infinite"),
+        pytest.param({"retry_interval_seconds": "soon"}, "retry_interval_seconds", id="retry-not-a-number"),
+        pytest.param({"lease": 60}, "lease", id="unknown-option"),
     ],
 )
-def test_invalid_lock_options_are_rejected(options: dict[str, float], field: str) -> None:
-    with pytest.raises(ValidationError, match=field):
+def test_invalid_lock_options_are_a_configuration_error_naming_the_option(
+    options: dict[str, float], field: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=field) as caught:
         LockOptions(**options)
+    assert repr(next(iter(options.values()))) in str(caught.value) or "not an option" in str(caught.value)
+
+
+def test_lock_options_may_be_a_dict_and_anything_else_is_refused(store: SpyStore) -> None:
+    fl = Flamingock(audit_store=store, lock={"lease_seconds": 30})  # type: ignore[arg-type]
+    assert fl.lock_options.lease_seconds == 30
+    with pytest.raises(ConfigurationError, match="lease_seconds"):
+        Flamingock(audit_store=store, lock={"lease_seconds": float("inf")})  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="lock must be a LockOptions"):
+        Flamingock(audit_store=store, lock=60)  # type: ignore[arg-type]
+
+
+def test_metadata_that_cannot_be_recorded_is_refused_before_anything_runs(store: SpyStore) -> None:
+    with pytest.raises(ConfigurationError, match=r"metadata\['owner'\] cannot be recorded"):
+        Flamingock(audit_store=store, metadata={"owner": object()})
+    with pytest.raises(ConfigurationError, match="string keys"):
+        Flamingock(audit_store=store, metadata={1: "x"})  # type: ignore[dict-item]
 
 
 def test_lock_defaults_are_flamingocks() -> None:
