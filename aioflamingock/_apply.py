@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
 import traceback
@@ -42,13 +41,13 @@ from ._model import (
     TxStrategy,
     utc_now,
 )
-from ._redact import redact
+from ._redact import library_logger, redact
 from ._resolver import fix_command
 from ._unawaited import watch_unawaited
 
 __all__ = ["Applier"]
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 _MAX_ERROR_TRACE = 16_000
 _FIRST_RETRY_PAUSE = 0.05

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import logging
 import os
 import socket
 import time
@@ -52,12 +51,12 @@ from ._model import (
     RunReport,
     RunStatus,
 )
-from ._redact import redact
+from ._redact import library_logger, redact
 from ._resolver import fix_command, needs_marker_check, resolve
 
 __all__ = ["DISABLE_ENV_VAR", "Flamingock", "NonIdempotentRetryWarning"]
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 T = TypeVar("T")
 

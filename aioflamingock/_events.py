@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import enum
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from ._model import ChangeResult, RunReport
+from ._redact import library_logger
 
 __all__ = ["Event", "EventKind", "Listener", "notify"]
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 
 class EventKind(enum.StrEnum):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -12,11 +11,11 @@ import anyio
 from ._errors import LockAcquisitionTimeoutError, LockLostError, StoreUnavailableError
 from ._interfaces import Lock
 from ._model import Fence, LockInfo, LockLease, LockOptions
-from ._redact import redact
+from ._redact import library_logger, redact
 
 __all__ = ["LockKeeper"]
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 T = TypeVar("T")
 

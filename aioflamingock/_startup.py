@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from . import Flamingock, LockLostError, RunError, RunReport
-from ._redact import redact
+from ._redact import library_logger, redact
 
 __all__ = ["Startup", "StartupStatus"]
 
-logger = logging.getLogger("aioflamingock.startup")
+logger = library_logger("aioflamingock.startup")
 
 
 class StartupStatus(enum.StrEnum):

@@ -9,6 +9,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from ._redact import redact, redacted_traceback
+
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
@@ -27,20 +29,36 @@ def _tracer() -> Any:
 
 @contextmanager
 def span(name: str, attributes: Mapping[str, str | int | float | bool]) -> Iterator[Span | None]:
-    """A span that records an escaping exception and marks itself as an error; `None` without OpenTelemetry."""
+    """A span that records an escaping exception, redacted, and marks itself as an error; `None` without
+    OpenTelemetry. (OpenTelemetry's own recording would copy the exception's text and traceback as they are.)"""
     tracer = _tracer()
     if tracer is None:
         yield None
         return
-    with tracer.start_as_current_span(name, attributes=dict(attributes)) as current:
-        yield current
+    with tracer.start_as_current_span(
+        name, attributes=dict(attributes), record_exception=False, set_status_on_exception=False
+    ) as current:
+        try:
+            yield current
+        except BaseException as error:
+            fail(current, error)
+            raise
 
 
 def fail(current: Span | None, error: BaseException) -> None:
-    """Mark `current` as failed with `error`, for failures reported by value rather than raised."""
+    """Mark `current` as failed with `error`, redacted: for failures reported by value and for raised ones."""
     if current is None:
         return
     from opentelemetry.trace import Status, StatusCode
 
-    current.record_exception(error)
-    current.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+    message = redact(f"{type(error).__name__}: {error}")
+    current.add_event(
+        "exception",
+        {
+            "exception.type": f"{type(error).__module__}.{type(error).__qualname__}",
+            "exception.message": redact(str(error)),
+            "exception.stacktrace": redacted_traceback(error),
+            "exception.escaped": False,
+        },
+    )
+    current.set_status(Status(StatusCode.ERROR, message))

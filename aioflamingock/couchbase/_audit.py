@@ -20,17 +20,17 @@ and an append lands only if the head still names its writer. See `CouchbaseAudit
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 from .._errors import LockLostError, StoreError, StoreUnavailableError
 from .._model import AuditEntry, Fence
+from .._redact import library_logger
 from ._kv import Keyspace, path
 
 __all__ = ["HEAD_KEY", "AuditLog", "entry_key", "holder", "next_head"]
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 HEAD_KEY = "flamingockAuditHead"
 _ENTRY_PREFIX = "flamingockAudit::"

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ import anyio
 from .._errors import ConfigurationError, TransactionAbortedError, TransactionOutcomeUnknownError
 from .._interfaces import Transaction, TransactionalTargetSystem, check_identifier
 from .._model import Marker
+from .._redact import library_logger
 from ._errors import import_acouchbase, kv, sdk_errors, translate
 from ._kv import Keyspace
 
@@ -24,7 +24,7 @@ __all__ = [
     "check_keyspace_name",
 ]
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 DEFAULT_SCOPE = "_default"
 MARKER_PREFIX = "flamingockMarker::"

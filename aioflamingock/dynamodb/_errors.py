@@ -14,7 +14,6 @@ Transactions have rules of their own (`_target.py`): what a commit's cancellatio
 from __future__ import annotations
 
 import importlib
-import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -24,7 +23,7 @@ from typing import Any
 import anyio
 
 from .._errors import StoreError, StoreUnavailableError
-from .._redact import redact
+from .._redact import library_logger, redact
 
 __all__ = [
     "AMBIGUOUS_CODES",
@@ -42,7 +41,7 @@ __all__ = [
     "was_not_sent",
 ]
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 INSTALL_HINT = 'pip install "aioflamingock[dynamodb]"'
 DEFAULT_RETRY_SECONDS = 10.0

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -10,7 +9,7 @@ import anyio
 from .._errors import ConfigurationError, TransactionAbortedError
 from .._interfaces import AuditStore, Resource, TargetSystem, Transaction, check_distinct
 from .._model import AuditEntry, DoctorCheck, Fence
-from .._redact import redact
+from .._redact import library_logger, redact
 from ._items import Item, from_item, number, string, to_item
 from ._lock import DynamoDBLock
 from ._tables import AUDIT_KEYS, LOCK_KEYS, TableSpec, check_table_name, describe, ensure_table
@@ -18,7 +17,7 @@ from ._target import Action, AlreadyCommitted, CommitPart, DynamoDBTargetSystem,
 
 __all__ = ["AUDIT_PARTITION", "DEFAULT_AUDIT_TABLE", "DEFAULT_LOCK_TABLE", "DynamoDBAuditStore"]
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 DEFAULT_AUDIT_TABLE = "flamingockAuditLog"
 DEFAULT_LOCK_TABLE = "flamingockLock"

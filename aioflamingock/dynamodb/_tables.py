@@ -11,7 +11,6 @@ Tables are created with on-demand billing (`PAY_PER_REQUEST`), and used once `AC
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ import anyio
 
 from .._errors import ConfigurationError, StoreUnavailableError
 from .._interfaces import check_identifier
+from .._redact import library_logger
 from ._errors import botocore_errors, error_code, request
 
 __all__ = [
@@ -33,7 +33,7 @@ __all__ = [
     "ensure_table",
 ]
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 TABLE_READY_SECONDS = 120.0
 """How long a table being created may take to become `ACTIVE`."""

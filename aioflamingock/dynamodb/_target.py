@@ -23,7 +23,6 @@ server does not honour `ClientRequestToken`.
 from __future__ import annotations
 
 import importlib
-import logging
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -41,7 +40,7 @@ from .._errors import (
 )
 from .._interfaces import Transaction, TransactionalTargetSystem, check_identifier, check_seconds, set_while
 from .._model import DoctorCheck, Marker, utc_now
-from .._redact import redact
+from .._redact import library_logger, redact
 from ._errors import (
     AMBIGUOUS_CODES,
     DEFAULT_RETRY_SECONDS,
@@ -72,7 +71,7 @@ __all__ = [
     "Rebuild",
 ]
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 MARKER_TABLE = "flamingockMarker"
 MAX_TRANSACTION_ACTIONS = 100

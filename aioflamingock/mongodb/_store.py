@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import enum
-import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +9,7 @@ import anyio
 from .._errors import ConfigurationError, LockLostError, TransactionAbortedError
 from .._interfaces import AuditStore, Resource, TargetSystem, Transaction, check_distinct
 from .._model import AuditEntry, DoctorCheck, Fence
-from .._redact import redact
+from .._redact import library_logger, redact
 from ._errors import translate_errors
 from ._lock import MongoDBLock, fence_filter
 from ._target import (
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AUDIT_INDEXES", "DEFAULT_AUDIT_COLLECTION", "DEFAULT_LOCK_COLLECTION", "MongoDBAuditStore"]
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 DEFAULT_AUDIT_COLLECTION = "flamingockAuditLog"
 DEFAULT_LOCK_COLLECTION = "flamingockLock"

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import inspect
-import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, asynccontextmanager
@@ -13,7 +12,7 @@ import anyio
 from .._errors import ConfigurationError, TransactionAbortedError, TransactionOutcomeUnknownError
 from .._interfaces import Transaction, TransactionalTargetSystem, check_identifier, set_while
 from .._model import DoctorCheck, Marker, utc_now
-from .._redact import redact
+from .._redact import library_logger, redact
 from ._errors import import_pymongo, is_transient_transaction_error, translate, translate_errors
 from ._guard import SessionWatch, watching
 
@@ -34,7 +33,7 @@ __all__ = [
     "close_cursor",
 ]
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 MARKER_COLLECTION = "flamingockMarker"
 UNKNOWN_COMMIT_RESULT = "UnknownTransactionCommitResult"

@@ -110,3 +110,89 @@ async def test_logs_hide_passwords(
 async def test_the_raised_error_message_hides_passwords(store: SpyStore, target: NonTransactionalTargetSystem) -> None:
     error = await _run_leaky(store, target)
     assert URL_PASSWORD not in str(error)
+
+
+# -- one catalogue of secret forms, through every sink ------------------------------------------------------------
+
+SECRETS = {
+    "url-with-slash": ("mongodb://admin:Pa55/w0rd@db.internal:27017/app", "Pa55/w0rd"),
+    "url-with-at-and-colon": ("postgresql://app:p@ss:w0rd@db.internal:5432/app", "p@ss:w0rd"),
+    "aws-secret-access-key": ("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+    "aws-access-key-id": ("AKIAIOSFODNN7EXAMPLE", "IOSFODNN7EXAMPLE"),
+    "passphrase": ("passphrase=correct-horse-battery", "correct-horse-battery"),
+    "json-password": ('{"password": "s3cr3t-json"}', "s3cr3t-json"),
+    "token-colon": ("token: tkn-1234567", "tkn-1234567"),
+    "apikey": ("apikey=ak_live_4242", "ak_live_4242"),
+    "cli-flag": ("--password flagpass1", "flagpass1"),
+    "bearer": ("Authorization: Bearer eyJhbGciOi.abc.def", "eyJhbGciOi.abc.def"),
+}
+CATALOGUE = "; ".join(text for text, _ in SECRETS.values())
+
+
+@pytest.mark.parametrize("form", list(SECRETS))
+def test_redact_hides_every_form_of_the_catalogue(form: str) -> None:
+    text, secret = SECRETS[form]
+    assert secret not in redact(f"could not connect: {text} (retrying)")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "da39a3ee5e6b4b0d3255bfef95601890afd80709",  # a SHA-1 hex digest: 40 characters, no capitals
+        "https://example.com:8443/path?email=a@b.com",
+        "the password was wrong",
+        "execution 4f1c2a9e8d7b6c5a4f3e2d1c0b9a8f7e",
+    ],
+)
+def test_redact_leaves_look_alikes_alone(text: str) -> None:
+    assert redact(text) == text
+
+
+class LeaksTheCatalogue(Change):
+    id = "leaks"
+    order = "0001"
+    author = "tester"
+    target_system = TARGET
+    transactional = False
+
+    async def execute(self, ctx: Any) -> None:
+        raise ConnectionError(CATALOGUE)
+
+
+def assert_no_secret(text: str, sink: str) -> None:
+    leaked = [form for form, (_, secret) in SECRETS.items() if secret in text]
+    assert not leaked, f"{sink} leaks {leaked}"
+
+
+async def test_no_secret_of_the_catalogue_reaches_any_sink(
+    store: SpyStore, target: NonTransactionalTargetSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from .test_probes import _EXPORTER, SimpleSpanProcessor
+
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+        trace.set_tracer_provider(provider)
+    _EXPORTER.clear()
+    with caplog.at_level(logging.DEBUG, logger="aioflamingock"), pytest.raises(ChangeFailedError) as caught:
+        await Flamingock(audit_store=store, target_systems=[target], changes=[LeaksTheCatalogue]).run()
+    assert_no_secret(str(caught.value), "the raised error")
+    for entry in await history(store):
+        assert_no_secret(str(entry.to_document()), f"the audit's {entry.state.value} entry")
+    assert caplog.records
+    for record in caplog.records:
+        formatted = logging.Formatter().format(record)  # message, traceback and stack, as a handler prints them
+        assert_no_secret(formatted, f"the log record {record.getMessage()[:40]!r}")
+        assert record.exc_info is None  # a handler formatting it again would print the secrets
+    spans = _EXPORTER.get_finished_spans()
+    assert spans
+    for span in spans:
+        assert_no_secret(str(span.status.description), f"span {span.name}'s status")
+        for event in span.events:
+            assert_no_secret(str(dict(event.attributes or {})), f"span {span.name}'s {event.name} event")
+    issues = await Flamingock(audit_store=store, target_systems=[target], changes=[LeaksTheCatalogue]).issues()
+    assert_no_secret(str(issues), "issues()")
+    _EXPORTER.clear()
