@@ -425,6 +425,8 @@ def _holder_status(owner: str) -> str:
 
 
 def _describe_lock(info: LockInfo) -> str:
+    if info.problem is not None:
+        return f"corrupt lock of {info.owner} (token {info.token}: {info.problem}): the next run takes it over"
     if info.remaining_seconds <= 0:
         return f"expired lock of {info.owner} (token {info.token}): the next run takes it over"
     left = f"{info.remaining_seconds:.0f} s"

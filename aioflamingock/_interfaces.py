@@ -4,21 +4,24 @@ nothing else.
 
 from __future__ import annotations
 
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import anyio
 
 from ._errors import ConfigurationError
-from ._model import AuditEntry, DoctorCheck, Fence, LockInfo, LockLease, Marker
+from ._model import MAX_SECONDS, AuditEntry, DoctorCheck, Fence, LockInfo, LockLease, Marker
 from ._redact import redact
 
 __all__ = [
+    "LOCK_HORIZON_SECONDS",
     "AuditStore",
     "Lock",
     "Resource",
@@ -28,12 +31,55 @@ __all__ = [
     "check_distinct",
     "check_identifier",
     "check_seconds",
+    "epoch_datetime",
+    "lock_info",
     "set_while",
 ]
 
 T = TypeVar("T")
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+LOCK_HORIZON_SECONDS = 2 * MAX_SECONDS
+"""No lease lasts longer than a day (`LockOptions`): a lock expiring more than two days ahead is corrupt (tampered
+with, or written with a broken clock), and counts as expired."""
+
+
+def epoch_datetime(seconds: float) -> datetime:
+    """Seconds since the epoch as a UTC datetime, clamped to what a datetime can hold: never raises."""
+    try:
+        return EPOCH + timedelta(seconds=seconds)
+    except (OverflowError, ValueError, TypeError):
+        return datetime.max.replace(tzinfo=UTC) if seconds > 0 else datetime.min.replace(tzinfo=UTC)
+
+
+def lock_info(key: str, owner: object, token: object, acquired: object, expires: object, now: float) -> LockInfo:
+    """A lock record read from a store (times in seconds since the epoch), never raising on what it holds: a value
+    that cannot be what it should makes the record corrupt (`LockInfo.problem`), and a corrupt lock is expired."""
+    problems = []
+    numbers: dict[str, float] = {}
+    for name, value in (("acquired", acquired), ("expires", expires), ("token", token)):
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not math.isfinite(number):
+            problems.append(f"its {name} field is {value!r}, not a number")
+        numbers[name] = number if math.isfinite(number) else 0.0
+    if numbers["expires"] > now + LOCK_HORIZON_SECONDS:
+        problems.append(f"it expires {numbers['expires'] - now:.3g} s from now, longer than any lease")
+    remaining = 0.0 if problems else numbers["expires"] - now
+    return LockInfo(
+        key,
+        str(owner),
+        int(numbers["token"]),
+        epoch_datetime(numbers["acquired"]),
+        epoch_datetime(numbers["expires"]),
+        remaining,
+        "; ".join(problems) or None,
+    )
 
 
 def check_seconds(kind: str, value: object, *, minimum: float = 0.0, maximum: float = 86_400.0) -> float:

@@ -193,6 +193,9 @@ class LockInfo:
     acquired_at: datetime
     expires_at: datetime
     remaining_seconds: float
+    problem: str | None = None
+    """Why the record cannot be trusted (an impossible expiry, a field that is not a number), or None. A corrupt
+    lock counts as expired: the next run takes it over, and `force_unlock()` removes it."""
 
 
 @dataclass(frozen=True, slots=True)

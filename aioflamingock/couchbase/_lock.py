@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from .._errors import LockLostError
-from .._interfaces import Lock
+from .._interfaces import LOCK_HORIZON_SECONDS, Lock, epoch_datetime, lock_info
 from .._model import Fence, LockInfo, LockLease
 from ._audit import AuditLog
 from ._kv import Doc, Keyspace
@@ -49,7 +49,7 @@ def _expiry(now_ms: int, lease_seconds: float) -> int:
 
 
 def _datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
+    return epoch_datetime(ms / 1000)
 
 
 def _holds(doc: Doc | None, lease: LockLease | Fence) -> bool:
@@ -59,6 +59,23 @@ def _holds(doc: Doc | None, lease: LockLease | Fence) -> bool:
 def unexpired(doc: Doc | None, fence: Fence) -> bool:
     """`doc` is `fence`'s lock with time left on its lease."""
     return _holds(doc, fence) and doc is not None and int(doc.body["expiresAt"]) > _now_ms()
+
+
+def _seconds(ms: object) -> object:
+    """A time of the lock document (milliseconds) in seconds, or the value as found if it is not a number."""
+    return ms / 1000 if isinstance(ms, int | float) and not isinstance(ms, bool) else ms
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _live(body: dict[str, Any], now_ms: int) -> bool:
+    """The lease has time left, and its expiry is one a lease can have (a corrupt one counts as expired)."""
+    expires = body.get("expiresAt")
+    if not isinstance(expires, int) or isinstance(expires, bool):
+        return False
+    return now_ms < expires <= now_ms + LOCK_HORIZON_SECONDS * 1000
 
 
 class CouchbaseLock(Lock):
@@ -82,9 +99,9 @@ class CouchbaseLock(Lock):
     async def try_acquire(self, key: str, owner: str, lease_seconds: float) -> LockLease | None:
         doc, claimed = await asyncio.gather(self.get(key), self._audit.holder_token(key))
         now = _now_ms()
-        if doc is not None and doc.body["owner"] != owner and int(doc.body["expiresAt"]) > now:
+        if doc is not None and doc.body.get("owner") != owner and _live(doc.body, now):
             return None
-        token = max(int(doc.body["fencingToken"]) if doc else 0, claimed) + 1
+        token = max(_int(doc.body.get("fencingToken")) if doc else 0, claimed) + 1
         expires = _expiry(now, lease_seconds)
         body = self._body(key, owner, token, now, expires)
         if doc is None:
@@ -125,16 +142,9 @@ class CouchbaseLock(Lock):
         doc = await self.get(key)
         if doc is None:
             return None
-        body = doc.body
-        expires = int(body["expiresAt"])
-        return LockInfo(
-            key,
-            body["owner"],
-            int(body["fencingToken"]),
-            _datetime(int(body["acquiredAt"])),
-            _datetime(expires),
-            (expires - _now_ms()) / 1000,
-        )
+        body = doc.body if isinstance(doc.body, dict) else {}
+        acquired, expires = _seconds(body.get("acquiredAt")), _seconds(body.get("expiresAt"))
+        return lock_info(key, body.get("owner"), body.get("fencingToken"), acquired, expires, _now_ms() / 1000)
 
     async def check(self, fence: Fence, what: str) -> None:
         """Raise `LockLostError` unless the lock is `fence`'s, with time left."""

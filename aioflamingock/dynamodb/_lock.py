@@ -16,11 +16,11 @@ DynamoDB has no clock in its expressions: times are this host's, as epoch millis
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .._errors import LockLostError
-from .._interfaces import Lock
+from .._interfaces import LOCK_HORIZON_SECONDS, Lock, epoch_datetime, lock_info
 from .._model import Fence, LockInfo, LockLease
 from ._errors import botocore_errors
 from ._items import number, string
@@ -46,7 +46,15 @@ def _ms(seconds: float) -> int:
 
 
 def _datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
+    return epoch_datetime(ms / 1000)
+
+
+def _seconds(ms: object) -> object:
+    """A number the store gave as text (milliseconds), in seconds; the value as found if it is not one."""
+    try:
+        return int(str(ms)) / 1000
+    except ValueError:
+        return ms
 
 
 class DynamoDBLock(Lock):
@@ -77,12 +85,16 @@ class DynamoDBLock(Lock):
             UpdateExpression=(
                 "SET #owner = :owner, #status = :locked, acquiredAt = :now, expiresAt = :expires ADD fencingToken :one"
             ),
-            ConditionExpression="attribute_not_exists(#key) OR expiresAt <= :now OR #owner = :owner",
+            # an expiry farther than any lease is corrupt, and counts as expired
+            ConditionExpression=(
+                "attribute_not_exists(#key) OR expiresAt <= :now OR expiresAt > :far OR #owner = :owner"
+            ),
             ExpressionAttributeNames=_NAMES,
             ExpressionAttributeValues={
                 ":owner": string(owner),
                 ":locked": string(LOCKED),
                 ":now": number(now),
+                ":far": number(now + int(LOCK_HORIZON_SECONDS * 1000)),
                 ":expires": number(expires),
                 ":one": number(1),
             },
@@ -141,15 +153,13 @@ class DynamoDBLock(Lock):
         item = response.get("Item")
         if item is None:
             return None
-        expires = int(item["expiresAt"]["N"])
-        return LockInfo(
-            key,
-            item["owner"]["S"],
-            int(item["fencingToken"]["N"]),
-            _datetime(int(item["acquiredAt"]["N"])),
-            _datetime(expires),
-            (expires - _now_ms()) / 1000,
-        )
+
+        def value(name: str, kind: str) -> object:
+            return item.get(name, {}).get(kind)
+
+        acquired, expires = _seconds(value("acquiredAt", "N")), _seconds(value("expiresAt", "N"))
+        owner, token = value("owner", "S"), value("fencingToken", "N")
+        return lock_info(key, owner, token, acquired, expires, _now_ms() / 1000)
 
     def fence_check(self, fence: Fence, what: str) -> Action:
         """The `ConditionCheck` that makes an audit write conditional on the lock still being `fence`'s."""

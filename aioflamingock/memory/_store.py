@@ -3,10 +3,9 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from .._errors import LockLostError
-from .._interfaces import AuditStore, Lock
+from .._interfaces import AuditStore, Lock, epoch_datetime
 from .._model import AuditEntry, Fence, LockInfo, LockLease
 
 __all__ = ["InMemoryAuditStore", "InMemoryLock"]
@@ -20,10 +19,6 @@ class _Record:
     expires_at: float
 
 
-def _dt(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
 class InMemoryLock(Lock):
     """The lock of an `InMemoryAuditStore`; it coordinates tasks of one process only."""
 
@@ -33,7 +28,7 @@ class InMemoryLock(Lock):
         self._clock = clock
 
     def _lease(self, key: str, record: _Record) -> LockLease:
-        return LockLease(key, record.owner, record.token, _dt(record.expires_at))
+        return LockLease(key, record.owner, record.token, epoch_datetime(record.expires_at))
 
     async def try_acquire(self, key: str, owner: str, lease_seconds: float) -> LockLease | None:
         now = self._clock()
@@ -67,7 +62,14 @@ class InMemoryLock(Lock):
         if record is None:
             return None
         remaining = record.expires_at - self._clock()
-        return LockInfo(key, record.owner, record.token, _dt(record.acquired_at), _dt(record.expires_at), remaining)
+        return LockInfo(
+            key,
+            record.owner,
+            record.token,
+            epoch_datetime(record.acquired_at),
+            epoch_datetime(record.expires_at),
+            remaining,
+        )
 
     async def force_release(self, key: str) -> bool:
         return self._records.pop(key, None) is not None

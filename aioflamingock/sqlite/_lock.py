@@ -5,11 +5,10 @@ machine (SQLite has no server): processes sharing a database file share that clo
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .._errors import LockLostError
-from .._interfaces import Lock
+from .._interfaces import LOCK_HORIZON_SECONDS, Lock, epoch_datetime, lock_info
 from .._model import LockInfo, LockLease
 from ._errors import translate_errors
 
@@ -17,10 +16,6 @@ if TYPE_CHECKING:
     from ._target import SQLiteTargetSystem
 
 __all__ = ["SQLiteLock"]
-
-
-def _dt(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
 
 
 class SQLiteLock(Lock):
@@ -42,13 +37,15 @@ class SQLiteLock(Lock):
             "ON CONFLICT (key) DO UPDATE SET owner = ?2, status = 'LOCKED', acquired_at = ?3, expires_at = ?4, "
             f"fencing_token = {self._table}.fencing_token + 1 "
             f"WHERE {self._table}.expires_at <= ?3 OR {self._table}.owner = ?2 "
+            # a corrupt lock (tampered with, or written by a broken clock) counts as expired
+            f"OR typeof({self._table}.expires_at) NOT IN ('integer', 'real') OR {self._table}.expires_at > ?5 "
             "RETURNING fencing_token, expires_at",
-            (key, owner, now, now + lease_seconds),
+            (key, owner, now, now + lease_seconds, now + LOCK_HORIZON_SECONDS),
             f"acquiring lock {key!r}",
         )
         if row is None:
             return None
-        return LockLease(key, owner, int(row[0]), _dt(float(row[1])))
+        return LockLease(key, owner, int(row[0]), epoch_datetime(float(row[1])))
 
     async def renew(self, lease: LockLease, lease_seconds: float) -> LockLease:
         expires = self._clock() + lease_seconds
@@ -60,7 +57,7 @@ class SQLiteLock(Lock):
         )
         if row is None:
             raise LockLostError(f"lock {lease.key!r} is no longer held by {lease.owner!r} with token {lease.token}")
-        return LockLease(lease.key, lease.owner, lease.token, _dt(expires))
+        return LockLease(lease.key, lease.owner, lease.token, epoch_datetime(expires))
 
     async def release(self, lease: LockLease) -> bool:
         row = await self._one(
@@ -78,8 +75,8 @@ class SQLiteLock(Lock):
         )
         if row is None:
             return None
-        owner, token, acquired, expires = str(row[0]), int(row[1]), float(row[2]), float(row[3])
-        return LockInfo(key, owner, token, _dt(acquired), _dt(expires), expires - self._clock())
+        owner, token, acquired, expires = row
+        return lock_info(key, owner, token, acquired, expires, self._clock())
 
     async def force_release(self, key: str) -> bool:
         row = await self._one(

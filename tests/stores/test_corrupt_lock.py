@@ -1,0 +1,92 @@
+"""A lock record nobody could have written (an expiry years away, or not a number) never leaves a service stuck:
+it reads as corrupt and expired, the next run takes it over, and `unlock --force` removes it."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aioflamingock import Change, Flamingock, LockOptions, RunStatus
+from aioflamingock.sqlite import SQLiteAuditStore, SQLiteTargetSystem
+
+IMPOSSIBLE = [1e18, 1e300, 4102444800.0 * 10, "yesterday", "", float("inf")]
+
+
+class CreateNotes(Change):
+    id, order, author, target_system = "create-notes", "0001", "alice", "app-db"
+
+    async def execute(self, ctx: Any) -> None:
+        await ctx.connection.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
+
+
+def engine(path: Path) -> Flamingock:
+    db = SQLiteTargetSystem("app-db", path=path)
+    lock = LockOptions(lease_seconds=5, acquire_timeout_seconds=2, retry_interval_seconds=0.05)
+    return Flamingock(
+        audit_store=SQLiteAuditStore.from_target(db), target_systems=[db], changes=[CreateNotes], lock=lock
+    )
+
+
+async def corrupt_lock(path: Path, expires: object) -> None:
+    """A lock row as a dead holder left it, then tampered with (or written by a broken clock)."""
+    db = SQLiteTargetSystem("app-db", path=path)
+    store = SQLiteAuditStore.from_target(db)
+    async with store:
+        assert await store.lock.try_acquire("default", "dead-holder", 30) is not None
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE flamingock_lock SET expires_at = ?", (expires,))
+    conn.close()
+
+
+@pytest.mark.parametrize("expires", IMPOSSIBLE)
+async def test_a_corrupt_lock_reads_as_expired_and_force_unlock_removes_it(tmp_path: Path, expires: object) -> None:
+    path = tmp_path / "app.db"
+    await corrupt_lock(path, expires)
+    fl = engine(path)
+    info = await fl.lock_info()
+    assert info is not None and info.owner == "dead-holder"
+    assert info.problem is not None and info.remaining_seconds == 0
+    assert await fl.force_unlock()
+    assert await fl.lock_info() is None
+
+
+@pytest.mark.parametrize("expires", IMPOSSIBLE)
+async def test_the_next_run_takes_a_corrupt_lock_over(tmp_path: Path, expires: object) -> None:
+    path = tmp_path / "app.db"
+    await corrupt_lock(path, expires)
+    report = await engine(path).run()
+    assert report.status is RunStatus.SUCCESS and report.applied == ["create-notes"]
+    assert await engine(path).lock_info() is None  # released as usual
+
+
+def test_unlock_force_from_the_command_line_frees_a_corrupt_lock(tmp_path: Path) -> None:
+    import subprocess
+
+    import anyio
+
+    path = tmp_path / "app.db"
+    anyio.run(corrupt_lock, path, 1e18)
+    (tmp_path / "corrupt_app.py").write_text(
+        textwrap.dedent(
+            """
+            from aioflamingock import Flamingock
+            from aioflamingock.sqlite import SQLiteAuditStore, SQLiteTargetSystem
+
+            def build():
+                db = SQLiteTargetSystem("app-db", path="app.db")
+                return Flamingock(audit_store=SQLiteAuditStore.from_target(db), target_systems=[db])
+            """
+        )
+    )
+    command = [sys.executable, "-m", "aioflamingock", "--app", "corrupt_app:build", "unlock", "--force"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM flamingock_lock").fetchone() == (0,)
+    conn.close()
