@@ -24,6 +24,7 @@ from ._errors import (
     ChangeFailedError,
     ClosedResourceError,
     ConfigurationError,
+    CorruptAuditError,
     LockLostError,
     ManualInterventionRequiredError,
     PendingChangesError,
@@ -31,7 +32,14 @@ from ._errors import (
     RunError,
 )
 from ._events import Event, EventKind, Listener, notify
-from ._interfaces import AuditStore, TargetSystem, TransactionalTargetSystem, check_identifier
+from ._interfaces import (
+    AuditStore,
+    TargetSystem,
+    TransactionalTargetSystem,
+    check_identifier,
+    corrupt_entries,
+    set_while,
+)
 from ._lock import LockKeeper
 from ._model import (
     DEFAULT_SERVICE,
@@ -373,11 +381,28 @@ class Flamingock:
                     for resource in self._resources():
                         await stack.enter_async_context(resource._doctor_resource())
                     info = await self.audit_store.lock.read(self.service)
+                    corrupt: list[CorruptAuditError] = []
+                    with set_while(corrupt_entries, corrupt):
+                        count = sum([1 async for _ in self.audit_store.history()])
                     plan = await self._resolve_each(specs) if specs is not None else None
+        except CorruptAuditError as exc:
+            return [DoctorCheck("audit store", "read", False, redact(str(exc)), exc.fix)]
         except Exception as exc:
             detail = redact(f"{type(exc).__name__}: {exc}")
-            return [DoctorCheck("audit store", "read", False, detail, "fix the problems above, then run doctor again")]
-        if info is None or info.remaining_seconds <= 0:
+            return [
+                DoctorCheck(
+                    "audit store", "read", False, detail, "the error says what failed: fix it, then run doctor again"
+                )
+            ]
+        checks += [DoctorCheck("audit", "entry", False, redact(str(e)), e.fix) for e in corrupt]
+        if not corrupt:
+            checks.append(DoctorCheck("audit", "entries", True, f"all {count} entries readable"))
+        if info is not None and info.problem is not None:
+            fix = "run `aioflamingock unlock --force`, or let the next run take it over"
+            checks.append(
+                DoctorCheck("lock", self.service, False, f"corrupt record of {info.owner}: {info.problem}", fix)
+            )
+        elif info is None or info.remaining_seconds <= 0:
             checks.append(DoctorCheck("lock", self.service, True, "free"))
         else:
             detail = f"held by {info.owner} for {info.remaining_seconds:.0f} s more (token {info.token})"

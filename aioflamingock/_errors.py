@@ -19,7 +19,8 @@ FlamingockError
 └── StoreError                       the audit store or a target system failed (driver error chained)
     ├── StoreUnavailableError        a transient failure: busy, unreachable; safe to retry
     │   └── TransactionAbortedError  the database aborted a transaction (write conflict); nothing committed
-    └── TransactionOutcomeUnknownError   a commit may or may not have happened
+    ├── TransactionOutcomeUnknownError   a commit may or may not have happened
+    └── CorruptAuditError            an audit entry cannot be read: names the store, the entry, the field, the fix
 ```
 """
 
@@ -36,6 +37,7 @@ __all__ = [
     "ChangeMisuseError",
     "ClosedResourceError",
     "ConfigurationError",
+    "CorruptAuditError",
     "FlamingockError",
     "LockAcquisitionTimeoutError",
     "LockError",
@@ -178,3 +180,14 @@ class TransactionAbortedError(StoreUnavailableError):
 
 class TransactionOutcomeUnknownError(StoreError):
     """A commit was sent but its outcome is unknown; the next run reads the truth from the store."""
+
+
+class CorruptAuditError(StoreError):
+    """An audit entry the store holds cannot be read back (a field missing, of the wrong kind, or not one of its
+    values): tampered with, or written by something else. `where` names the store and the entry, `field` the field,
+    `fix` what to do. A run stops on one that is the newest entry of a declared change, since its state is then
+    unknown; `history()` skips it with a warning, and `doctor()` lists every one."""
+
+    def __init__(self, where: str, field: str, problem: str, fix: str) -> None:
+        super().__init__(f"{where}: this audit entry cannot be read: {field} {problem}. To fix it: {fix}")
+        self.where, self.field, self.fix = where, field, fix

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
@@ -15,10 +15,11 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import anyio
+from pydantic import ValidationError
 
-from ._errors import ConfigurationError
-from ._model import MAX_SECONDS, AuditEntry, DoctorCheck, Fence, LockInfo, LockLease, Marker
-from ._redact import redact
+from ._errors import ConfigurationError, CorruptAuditError
+from ._model import MAX_SECONDS, AuditEntry, DoctorCheck, Fence, LockInfo, LockLease, Marker, first_lower
+from ._redact import library_logger, redact
 
 __all__ = [
     "LOCK_HORIZON_SECONDS",
@@ -31,12 +32,17 @@ __all__ = [
     "check_distinct",
     "check_identifier",
     "check_seconds",
+    "corrupt_entries",
+    "decode_entry",
+    "entry_fix",
     "epoch_datetime",
     "lock_info",
     "set_while",
+    "skip_corrupt",
 ]
 
 T = TypeVar("T")
+_logger = library_logger(__name__)
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
@@ -80,6 +86,41 @@ def lock_info(key: str, owner: object, token: object, acquired: object, expires:
         remaining,
         "; ".join(problems) or None,
     )
+
+
+corrupt_entries: ContextVar[list[CorruptAuditError] | None] = ContextVar("aioflamingock_corrupt", default=None)
+"""Set by `doctor()` while it reads the history: every entry `skip_corrupt` skips is collected there."""
+
+
+def entry_fix(remove: str, change_id: object) -> str:
+    """What to do with a corrupt entry: correct it, or remove it (`remove` says how) and record the truth."""
+    then = f"aioflamingock fix {change_id} --as applied|rolled-back" if isinstance(change_id, str) else "fix"
+    return f"correct that field, or remove the entry ({remove}) and then record what is true with `{then}`"
+
+
+def decode_entry(document: dict[str, Any], *, where: str, fix: str) -> AuditEntry:
+    """An audit entry from a store's document (Flamingock's field names), or `CorruptAuditError` naming `where`,
+    the field and `fix` when the document cannot be one."""
+    try:
+        return AuditEntry.from_document(document)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error.get("loc", ())) or "the entry"
+        found = f"is {error['input']!r}" if error.get("type") != "missing" else "is missing"
+        raise CorruptAuditError(where, field, f"{found} ({first_lower(error.get('msg', 'invalid'))})", fix) from None
+
+
+def skip_corrupt(decode: Callable[[], AuditEntry]) -> AuditEntry | None:
+    """For reading the whole history: a corrupt entry is logged (and collected for `doctor()`) and skipped, so one
+    bad row of a change no longer declared never makes the history unreadable."""
+    try:
+        return decode()
+    except CorruptAuditError as exc:
+        _logger.warning("skipping an audit entry: %s", exc)
+        collected = corrupt_entries.get()
+        if collected is not None:
+            collected.append(exc)
+        return None
 
 
 def check_seconds(kind: str, value: object, *, minimum: float = 0.0, maximum: float = 86_400.0) -> float:

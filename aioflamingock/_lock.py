@@ -139,7 +139,8 @@ class LockKeeper:
             self._valid_until = sent + self._options.lease_seconds
             return None
         return TimeoutError(
-            "the audit store did not answer a renewal before our lease ended: it may be unreachable or overloaded"
+            "no renewal was confirmed before our lease ended (what is known: no answer came in time; the store may "
+            "be slow or unreachable, or this process may have been paused past its lease)"
         )
 
     async def _release(self) -> None:

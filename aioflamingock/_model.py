@@ -35,6 +35,7 @@ __all__ = [
     "RunReport",
     "RunStatus",
     "TxStrategy",
+    "first_lower",
     "utc_now",
 ]
 
@@ -50,13 +51,18 @@ TRANSACTION_BYPASSED = "TRANSACTION_BYPASSED"
 """`FAILURE_METADATA_KEY`'s value when a transactional change went around the engine's transaction."""
 
 
+def first_lower(text: str) -> str:
+    """A message from pydantic, to follow a colon: only its first letter lowered (values it quotes kept)."""
+    return text[:1].lower() + text[1:]
+
+
 def _option_problem(owner: str, error: Any) -> str:
     """One pydantic error as a line that names the option, what it got and what it takes."""
     where = ".".join(str(part) for part in error.get("loc", ())) or "options"
     given = error.get("input")
     if error.get("type") == "extra_forbidden":
         return f"{owner}: {where} is not an option (options: {', '.join(LockOptions.model_fields)})"
-    return f"{owner}: {where} {error.get('msg', 'is invalid').lower()} (got {given!r})"
+    return f"{owner}: {where} {first_lower(error.get('msg', 'is invalid'))} (got {given!r})"
 
 
 def utc_now() -> datetime:

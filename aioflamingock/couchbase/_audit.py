@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from functools import partial
 from typing import Any
 
-from .._errors import LockLostError, StoreError, StoreUnavailableError
+from .._errors import CorruptAuditError, LockLostError, StoreError, StoreUnavailableError
+from .._interfaces import decode_entry, entry_fix, skip_corrupt
 from .._model import AuditEntry, Fence
 from .._redact import library_logger
 from ._kv import Keyspace, path
@@ -49,8 +51,11 @@ def document(entry: AuditEntry, seq: int) -> dict[str, Any]:
     return {**entry.to_document(), "seq": seq}
 
 
-def _entry(body: dict[str, Any]) -> AuditEntry:
-    return AuditEntry.from_document({k: v for k, v in body.items() if k != "seq"})
+def _entry(body: object, where: str) -> AuditEntry:
+    fix = entry_fix("remove it", body.get("changeId") if isinstance(body, dict) else None)
+    if not isinstance(body, dict):
+        raise CorruptAuditError(where, "the entry", f"is {body!r:.60}, not a JSON object", fix)
+    return decode_entry({k: v for k, v in body.items() if k != "seq"}, where=where, fix=fix)
 
 
 def holder(fence: Fence) -> dict[str, Any]:
@@ -123,7 +128,11 @@ class AuditLog:
         states = {} if doc is None else doc.body.get("states")
         if not isinstance(states, dict):
             raise StoreError(f"{HEAD_KEY!r} in {self.keyspace} has no states: was it written by something else?")
-        return {k: _entry(v) for k, v in states.items() if wanted is None or k in wanted}
+        return {
+            k: _entry(v, f"Couchbase document {HEAD_KEY!r} in {self.keyspace}, states.{k}")
+            for k, v in states.items()
+            if wanted is None or k in wanted
+        }
 
     async def history(self) -> AsyncIterator[AuditEntry]:
         found = await self.keyspace.lookup(HEAD_KEY, ["seq", "last"])
@@ -136,7 +145,10 @@ class AuditLog:
             for seq, doc in zip(seqs, docs, strict=True):
                 body = doc.body if doc is not None else self._lost(seq, count, last)
                 if body is not None:
-                    yield _entry(body)
+                    where = f"Couchbase document {entry_key(seq)!r} in {self.keyspace}"
+                    entry = skip_corrupt(partial(_entry, body, where))
+                    if entry is not None:
+                        yield entry
 
     @staticmethod
     def _lost(seq: int, count: int, last: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -2,12 +2,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterable
+from functools import partial
 from typing import Any
 
 import anyio
 
-from .._errors import ConfigurationError, TransactionAbortedError
-from .._interfaces import AuditStore, Resource, TargetSystem, Transaction, check_distinct
+from .._errors import ConfigurationError, CorruptAuditError, TransactionAbortedError
+from .._interfaces import (
+    AuditStore,
+    Resource,
+    TargetSystem,
+    Transaction,
+    check_distinct,
+    decode_entry,
+    entry_fix,
+    skip_corrupt,
+)
 from .._model import AuditEntry, DoctorCheck, Fence
 from .._redact import library_logger, redact
 from ._items import Item, from_item, number, string, to_item
@@ -39,8 +49,17 @@ def _item(entry: AuditEntry, seq: int, append_id: str) -> Item:
     }
 
 
-def _entry(item: Item) -> AuditEntry:
-    return AuditEntry.from_document({k: v for k, v in from_item(item).items() if k not in _NOT_STORED})
+def _entry(item: Item, table: str) -> AuditEntry:
+    seq = item.get("seq", {}).get("N")
+    where = f"DynamoDB table {table!r}, item seq {seq}"
+    fix = entry_fix("delete that item", item.get("changeId", {}).get("S"))
+    try:
+        document = from_item(item)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptAuditError(
+            where, "the item", f"holds a value DynamoDB's types cannot be read as ({exc})", fix
+        ) from None
+    return decode_entry({k: v for k, v in document.items() if k not in _NOT_STORED}, where=where, fix=fix)
 
 
 class _AuditWrite(CommitPart):
@@ -257,17 +276,18 @@ class DynamoDBAuditStore(AuditStore):
         if wanted is not None and len(wanted) <= _MATCH_AT_MOST:
             values = {f":c{i}": string(change_id) for i, change_id in enumerate(sorted(wanted))}
             arguments = {"FilterExpression": f"changeId IN ({', '.join(values)})", "ExpressionAttributeValues": values}
-        states: dict[str, AuditEntry] = {}
+        newest: dict[str, Item] = {}  # decoded at the end, and only for the changes asked about
         last = 0
         async for item in self._query("reading the current states", **arguments):
-            entry = _entry(item)
-            states[entry.change_id] = entry
+            newest[str(item.get("changeId", {}).get("S"))] = item
             last = int(item["seq"]["N"])
         if not arguments:
             self._seq_used(last)  # the highest number in use: the next append needs no read to find it
-        return {k: v for k, v in states.items() if wanted is None or k in wanted}
+        return {k: _entry(v, self.audit_table) for k, v in newest.items() if wanted is None or k in wanted}
 
     async def history(self) -> AsyncIterator[AuditEntry]:
         """Oldest first, streamed page by page."""
         async for item in self._query("reading the history"):
-            yield _entry(item)
+            entry = skip_corrupt(partial(_entry, item, self.audit_table))
+            if entry is not None:
+                yield entry

@@ -2,12 +2,22 @@ from __future__ import annotations
 
 import enum
 from collections.abc import AsyncIterator, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .._errors import ConfigurationError, LockLostError, TransactionAbortedError
-from .._interfaces import AuditStore, Resource, TargetSystem, Transaction, check_distinct
+from .._interfaces import (
+    AuditStore,
+    Resource,
+    TargetSystem,
+    Transaction,
+    check_distinct,
+    decode_entry,
+    entry_fix,
+    skip_corrupt,
+)
 from .._model import AuditEntry, DoctorCheck, Fence
 from .._redact import library_logger, redact
 from ._errors import translate_errors
@@ -49,8 +59,10 @@ def _document(entry: AuditEntry) -> dict[str, Any]:
     return {k: v.value if isinstance(v, enum.Enum) else v for k, v in data.items()}
 
 
-def _entry(document: dict[str, Any]) -> AuditEntry:
-    return AuditEntry.from_document({k: v for k, v in document.items() if k not in _NOT_STORED})
+def _entry(document: dict[str, Any], collection: str) -> AuditEntry:
+    where = f"MongoDB collection {collection!r}, document _id {document.get('_id')!r}"
+    fix = entry_fix(f"`db.{collection}.deleteOne({{_id: ...}})` with that _id", document.get("changeId"))
+    return decode_entry({k: v for k, v in document.items() if k not in _NOT_STORED}, where=where, fix=fix)
 
 
 def _shell_keys(keys: list[tuple[str, int]]) -> str:
@@ -259,7 +271,11 @@ class MongoDBAuditStore(AuditStore):
         ]
         with translate_errors("reading the current states"):
             groups = await aggregate(self._audit, pipeline, batchSize=_ONE_BATCH)
-        return {str(group["_id"]): _entry(group["doc"]) for group in groups if wanted is None or group["_id"] in wanted}
+        return {
+            str(group["_id"]): _entry(group["doc"], self.audit_collection)
+            for group in groups
+            if wanted is None or group["_id"] in wanted
+        }
 
     async def history(self) -> AsyncIterator[AuditEntry]:
         """Oldest first, streamed in the driver's batches."""
@@ -267,7 +283,9 @@ class MongoDBAuditStore(AuditStore):
         try:
             with translate_errors("reading the history"):
                 async for document in cursor:
-                    yield _entry(document)
+                    entry = skip_corrupt(partial(_entry, document, self.audit_collection))
+                    if entry is not None:
+                        yield entry
         finally:
             with anyio.move_on_after(CLEANUP_SECONDS, shield=True):
                 await close_cursor(cursor)

@@ -4,10 +4,20 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
+from functools import partial
 from typing import Any
 
-from .._errors import ConfigurationError, LockLostError
-from .._interfaces import AuditStore, Resource, TargetSystem, Transaction, check_distinct
+from .._errors import ConfigurationError, CorruptAuditError, LockLostError
+from .._interfaces import (
+    AuditStore,
+    Resource,
+    TargetSystem,
+    Transaction,
+    check_distinct,
+    decode_entry,
+    entry_fix,
+    skip_corrupt,
+)
 from .._model import AuditEntry, DoctorCheck, Fence
 from ._errors import translate_errors
 from ._lock import SQLiteLock
@@ -43,11 +53,14 @@ def _row(entry: AuditEntry) -> tuple[Any, ...]:
     return tuple(json.dumps(data[c]) if c in _JSON_COLUMNS else data[c] for c in _COLUMNS)
 
 
-def _entry(row: Iterable[Any]) -> AuditEntry:
+def _entry(row: Iterable[Any], *, where: str, fix: str) -> AuditEntry:
     data = dict(zip(_COLUMNS, row, strict=True))
     for column in _JSON_COLUMNS:
-        data[column] = json.loads(data[column]) if data[column] else {}
-    return AuditEntry.model_validate(data)
+        try:
+            data[column] = json.loads(data[column]) if data[column] else {}
+        except (TypeError, ValueError):
+            raise CorruptAuditError(where, column, f"is {data[column]!r:.60}, not JSON", fix) from None
+    return decode_entry(data, where=where, fix=fix)
 
 
 class SQLiteAuditStore(AuditStore):
@@ -199,14 +212,21 @@ class SQLiteAuditStore(AuditStore):
 
     async def current_states(self, change_ids: Iterable[str] | None = None) -> dict[str, AuditEntry]:
         sql = (
-            f"SELECT {', '.join('a.' + c for c in _COLUMNS)} FROM {self.audit_table} a JOIN "
+            f"SELECT a.id, {', '.join('a.' + c for c in _COLUMNS)} FROM {self.audit_table} a JOIN "
             f"(SELECT MAX(id) AS id FROM {self.audit_table} GROUP BY change_id) newest ON a.id = newest.id"
         )
         with translate_errors("reading the current states"):
             rows = await self.target._fetch(sql)
         wanted = None if change_ids is None else set(change_ids)
-        at = _COLUMNS.index("change_id")
-        return {row[at]: _entry(row) for row in rows if wanted is None or row[at] in wanted}
+        at = 1 + _COLUMNS.index("change_id")
+        return {row[at]: self._decode(row) for row in rows if wanted is None or row[at] in wanted}
+
+    def _decode(self, row: tuple[Any, ...]) -> AuditEntry:
+        """`row` is the row id, then `_COLUMNS`."""
+        where = f"SQLite table {self.audit_table!r} in {self.target.path!r}, row id {row[0]}"
+        change_id = row[1 + _COLUMNS.index("change_id")]
+        fix = entry_fix(f"`DELETE FROM {self.audit_table} WHERE id = {row[0]}`", change_id)
+        return _entry(row[1:], where=where, fix=fix)
 
     async def history(self) -> AsyncIterator[AuditEntry]:
         """Oldest first, a page at a time: memory stays bounded and no cursor stays open between pages."""
@@ -216,7 +236,9 @@ class SQLiteAuditStore(AuditStore):
             with translate_errors("reading the history"):
                 rows = await self.target._fetch(sql, (last, _HISTORY_PAGE))
             for row in rows:
-                yield _entry(row[1:])
+                entry = skip_corrupt(partial(self._decode, row))
+                if entry is not None:
+                    yield entry
             if len(rows) < _HISTORY_PAGE:
                 return
             last = rows[-1][0]

@@ -334,7 +334,7 @@ def test_endpoint_stopped_during_a_change_ends_the_run_with_an_error_and_a_later
     assert elapsed < LEASE_SECONDS + STOPPED_EXIT_SECONDS / 3, elapsed
     assert ended.code == EXIT_LOCK_LOST, ended
     assert ended.error.startswith("LockLostError: lost lock 'default': "), ended
-    assert "did not answer a renewal" in ended.error and "unreachable" in ended.error, ended
+    assert "no renewal was confirmed before our lease ended" in ended.error and "unreachable" in ended.error, ended
 
     proxy.start()
     assert dynamo.audit() == before, "something was recorded after the endpoint went away"

@@ -160,7 +160,7 @@ async def test_doctor_names_the_fix_of_each_stuck_change_and_who_holds_the_lock(
 async def test_doctor_is_all_ok_on_a_healthy_setup(store: SpyStore, target: NonTransactionalTargetSystem) -> None:
     checks = await engine(store, target, recording_change("a", "0001")).doctor()
     assert all(c.ok for c in checks), checks
-    assert {c.subject for c in checks} == {"changes", f"target system {TARGET!r}", "audit store", "lock"}
+    assert {c.subject for c in checks} == {"changes", f"target system {TARGET!r}", "audit store", "audit", "lock"}
 
 
 # -- listeners, spans, logs -----------------------------------------------------------------------------------------

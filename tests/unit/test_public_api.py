@@ -59,6 +59,7 @@ EXPECTED_PUBLIC_NAMES = {
     "ChangeMisuseError",
     "ClosedResourceError",
     "ConfigurationError",
+    "CorruptAuditError",
     "DoctorCheck",
     "LockAcquisitionTimeoutError",
     "LockError",
