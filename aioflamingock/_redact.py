@@ -14,13 +14,14 @@ import traceback
 __all__ = ["RedactingFilter", "library_logger", "redact", "redacted_traceback"]
 
 # scheme://user:password@host  ->  scheme://user:***@host. The password may hold `/`, `@` or `:` (unescaped, as
-# people paste them): it runs, lazily, to the `@` that a host follows; a port followed by a path is not one.
-# The look-behind anchors the scheme at a word start, so long runs of letters cost linear time, not quadratic.
+# people paste them): it runs to the last `@` before the query (`?`, `#`), so an e-mail address in the query stays
+# out of it; a port followed by a path is not a password. The look-behind anchors the scheme at a word start, so
+# long runs of letters cost linear time, not quadratic.
 _URL_PASSWORD = re.compile(
     r"(?<![A-Za-z0-9+.-])(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)"
     r"(?!\d+(?:[/?#\s]|$))"
-    r"(?P<secret>\S+?)"
-    r"(?=@[^@\s/?#]+(?:[/?#:\s\"'>)\],]|$))"
+    r"(?P<secret>[^\s?#]+)"
+    r"(?=@[^@\s?#]*(?:[?#\s\"'>)\],;]|$))"
 )
 _SECRET_NAMES = (
     r"password|passwd|pwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|secret[_-]?access[_-]?key"

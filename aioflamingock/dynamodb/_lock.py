@@ -87,7 +87,8 @@ class DynamoDBLock(Lock):
             ),
             # an expiry farther than any lease is corrupt, and counts as expired
             ConditionExpression=(
-                "attribute_not_exists(#key) OR expiresAt <= :now OR expiresAt > :far OR #owner = :owner"
+                "attribute_not_exists(#key) OR expiresAt <= :now OR expiresAt > :far OR #owner = :owner "
+                "OR NOT attribute_type(expiresAt, :number)"
             ),
             ExpressionAttributeNames=_NAMES,
             ExpressionAttributeValues={
@@ -95,6 +96,7 @@ class DynamoDBLock(Lock):
                 ":locked": string(LOCKED),
                 ":now": number(now),
                 ":far": number(now + int(LOCK_HORIZON_SECONDS * 1000)),
+                ":number": string("N"),
                 ":expires": number(expires),
                 ":one": number(1),
             },
