@@ -72,7 +72,7 @@ def lock_info(key: str, owner: object, token: object, acquired: object, expires:
         except (TypeError, ValueError):
             number = float("nan")
         if not math.isfinite(number):
-            problems.append(f"its {name} field is {value!r}, not a number")
+            problems.append(f"its {name} field is {value!r}, which is not a {'number' if name == 'token' else 'time'}")
         numbers[name] = number if math.isfinite(number) else 0.0
     if numbers["expires"] > now + LOCK_HORIZON_SECONDS:
         problems.append(f"it expires {numbers['expires'] - now:.3g} s from now, longer than any lease")

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .._errors import LockLostError, StoreUnavailableError
-from .._interfaces import Lock
+from .._interfaces import Lock, lock_info
 from .._model import LockInfo, LockLease
 from ._errors import translate_errors
 from ._target import aggregate
@@ -41,6 +41,21 @@ _NOW_MS = {"$toLong": "$$NOW"}
 
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class _NotADate:
+    """A lock time that is not a BSON date: never a number, so `lock_info` reports it."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"{self.value!r} (a {type(self.value).__name__}, not a date)"
+
+
+def _seconds(value: object) -> object:
+    """A BSON date as seconds since the epoch."""
+    return _utc(value).timestamp() if isinstance(value, datetime) else _NotADate(value)
 
 
 def lock_filter(key: str, owner: str, token: int) -> dict[str, Any]:
@@ -192,21 +207,16 @@ class MongoDBLock(Lock):
         return document is not None
 
     async def read(self, key: str) -> LockInfo | None:
-        remaining = {"$subtract": [{"$toLong": "$expiresAt"}, _NOW_MS]}
+        """The record with the server's clock (`$$NOW`), judged here so that a field of the wrong type (a hand
+        edit) makes a corrupt record instead of a failing command."""
         pipeline: list[dict[str, Any]] = [
             {"$match": {"_id": key, "status": LOCKED}},
-            {"$project": {"owner": 1, "fencingToken": 1, "acquiredAt": 1, "expiresAt": 1, "remainingMs": remaining}},
+            {"$project": {"owner": 1, "fencingToken": 1, "acquiredAt": 1, "expiresAt": 1, "nowMs": _NOW_MS}},
         ]
         with translate_errors(f"reading lock {key!r}"):
             documents = await aggregate(self._collection, pipeline)
         if not documents:
             return None
         d = documents[0]
-        return LockInfo(
-            key,
-            str(d["owner"]),
-            int(d["fencingToken"]),
-            _utc(d["acquiredAt"]),
-            _utc(d["expiresAt"]),
-            int(d["remainingMs"]) / 1000,
-        )
+        acquired, expires = _seconds(d.get("acquiredAt")), _seconds(d.get("expiresAt"))
+        return lock_info(key, d.get("owner"), d.get("fencingToken"), acquired, expires, int(d["nowMs"]) / 1000)

@@ -140,3 +140,29 @@ async def test_dynamodb_a_corrupt_lock_reads_as_corrupt_and_never_stays(
         else:
             lease = await store.lock.try_acquire("default", "next-run", 30)
             assert lease is not None and lease.token == 2
+
+
+# -- MongoDB ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "expires", ["yesterday", 12, None, "far-future"], ids=["text", "a-number", "null", "year-9999"]
+)
+async def test_mongodb_a_corrupt_lock_reads_as_corrupt_and_unlock_force_removes_it(
+    mongodb_client: Any, mongodb_database: str, expires: object
+) -> None:
+    from datetime import UTC, datetime
+
+    from aioflamingock.mongodb import MongoDBAuditStore, MongoDBTargetSystem
+
+    value = datetime(9999, 1, 1, tzinfo=UTC) if expires == "far-future" else expires
+    db = MongoDBTargetSystem("app-db", client=mongodb_client, database=mongodb_database)
+    store = MongoDBAuditStore.from_target(db)
+    async with store:
+        assert await store.lock.try_acquire("default", "dead-holder", 30) is not None
+        locks = mongodb_client[mongodb_database].flamingockLock
+        await locks.update_one({"_id": "default"}, {"$set": {"expiresAt": value}})
+        info = await store.lock.read("default")
+        assert info is not None and info.problem is not None and info.remaining_seconds == 0
+        assert await store.lock.force_release("default")
+        assert await store.lock.read("default") is None
