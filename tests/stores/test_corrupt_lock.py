@@ -166,3 +166,32 @@ async def test_mongodb_a_corrupt_lock_reads_as_corrupt_and_unlock_force_removes_
         assert info is not None and info.problem is not None and info.remaining_seconds == 0
         assert await store.lock.force_release("default")
         assert await store.lock.read("default") is None
+
+
+# -- Couchbase (the key-value test double) -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("expires", ["yesterday", 10**20, None], ids=["text", "years-away", "null"])
+@pytest.mark.parametrize("then", ["next-run-takes-it-over", "unlock-force"])
+async def test_couchbase_a_corrupt_lock_reads_as_corrupt_and_never_stays(
+    couchbase_server: Any, couchbase_cluster: Any, couchbase_collections: dict[str, str], expires: object, then: str
+) -> None:
+    from aioflamingock.couchbase import CouchbaseAuditStore, CouchbaseTargetSystem
+    from aioflamingock.couchbase._lock import lock_key
+
+    target = CouchbaseTargetSystem("app-db", cluster=couchbase_cluster, bucket=couchbase_server.bucket)
+    store = CouchbaseAuditStore.from_target(target, **couchbase_collections)
+    async with store:
+        assert await store.lock.try_acquire("default", "dead-holder", 30) is not None
+        locks = couchbase_cluster.bucket(couchbase_server.bucket).scope("_default")
+        collection = locks.collection(couchbase_collections["lock_collection"])
+        body = (await collection.get(lock_key("default"))).content_as[dict]
+        await collection.replace(lock_key("default"), {**body, "expiresAt": expires})  # a hand edit
+        info = await store.lock.read("default")
+        assert info is not None and info.problem is not None and info.remaining_seconds == 0
+        if then == "unlock-force":
+            assert await store.lock.force_release("default")
+            assert await store.lock.read("default") is None
+        else:
+            lease = await store.lock.try_acquire("default", "next-run", 30)
+            assert lease is not None and lease.token == 2

@@ -111,3 +111,12 @@ def test_command_line_output_hides_every_secret(tmp_path: Path, command: list[st
     done = subprocess.run([*base, *command], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.stdout or done.stderr
     assert_no_secret(done.stdout + done.stderr, f"`aioflamingock {' '.join(command)}`")
+
+
+def test_an_app_that_fails_to_import_is_reported_without_its_secrets(tmp_path: Path) -> None:
+    (tmp_path / "broken_app.py").write_text(f"raise RuntimeError({CATALOGUE!r})\n")
+    command = [sys.executable, "-m", "aioflamingock", "--app", "broken_app:build", "plan"]
+    for verbose in ([], ["-v"]):
+        done = subprocess.run([*command[:3], *verbose, *command[3:]], cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode != 0 and "broken_app" in done.stderr
+        assert_no_secret(done.stdout + done.stderr, f"the --app import error{' (verbose)' if verbose else ''}")
