@@ -24,10 +24,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from functools import partial
 from typing import Any
 
-from .._errors import CorruptAuditError, LockLostError, StoreError, StoreUnavailableError
-from .._interfaces import decode_entry, entry_fix, skip_corrupt
-from .._model import AuditEntry, Fence
-from .._redact import library_logger
+from ..backend import (
+    AuditEntry,
+    CorruptAuditError,
+    Fence,
+    LockLostError,
+    StoreError,
+    StoreUnavailableError,
+    decode_entry,
+    entry_fix,
+    library_logger,
+    skip_corrupt,
+)
 from ._kv import Keyspace, path
 
 __all__ = ["HEAD_KEY", "AuditLog", "entry_key", "holder", "next_head"]

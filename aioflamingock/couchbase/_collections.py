@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from .._errors import ConfigurationError
+from ..backend import ConfigurationError
 from ._errors import kv, sdk_errors
 from ._target import CouchbaseTargetSystem
 

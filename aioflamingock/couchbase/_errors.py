@@ -18,8 +18,7 @@ from collections.abc import Awaitable
 from types import ModuleType
 from typing import TypeVar
 
-from .._errors import StoreError, StoreUnavailableError
-from .._redact import redact
+from ..backend import StoreError, StoreUnavailableError, redact
 
 __all__ = ["INSTALL_HINT", "import_acouchbase", "kv", "sdk_errors", "translate"]
 

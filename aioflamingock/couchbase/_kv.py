@@ -19,7 +19,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import StoreError
+from ..backend import StoreError
 from ._errors import kv, sdk_errors
 
 __all__ = ["Doc", "Keyspace", "Paths", "path"]

@@ -23,9 +23,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from .._errors import LockLostError
-from .._interfaces import LOCK_HORIZON_SECONDS, Lock, epoch_datetime, lock_info
-from .._model import Fence, LockInfo, LockLease
+from ..backend import LOCK_HORIZON_SECONDS, Fence, Lock, LockInfo, LockLease, LockLostError, epoch_datetime, lock_info
 from ._audit import AuditLog
 from ._kv import Doc, Keyspace
 

@@ -2,10 +2,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 
-from .._errors import ConfigurationError, LockLostError
-from .._interfaces import AuditStore, Resource, TargetSystem, Transaction, check_distinct
-from .._model import AuditEntry, DoctorCheck, Fence
-from .._redact import redact
+from ..backend import (
+    AuditEntry,
+    AuditStore,
+    ConfigurationError,
+    DoctorCheck,
+    Fence,
+    LockLostError,
+    Resource,
+    TargetSystem,
+    Transaction,
+    check_distinct,
+    redact,
+)
 from ._audit import HEAD_KEY, AuditLog, entry_key, holder, next_head
 from ._collections import CollectionSpec, ensure_collections, missing_collections
 from ._errors import sdk_errors

@@ -8,10 +8,16 @@ from typing import Any
 
 import anyio
 
-from .._errors import ConfigurationError, TransactionAbortedError, TransactionOutcomeUnknownError
-from .._interfaces import Transaction, TransactionalTargetSystem, check_identifier
-from .._model import Marker
-from .._redact import library_logger
+from ..backend import (
+    ConfigurationError,
+    Marker,
+    Transaction,
+    TransactionAbortedError,
+    TransactionalTargetSystem,
+    TransactionOutcomeUnknownError,
+    check_identifier,
+    library_logger,
+)
 from ._errors import import_acouchbase, kv, sdk_errors, translate
 from ._kv import Keyspace
 

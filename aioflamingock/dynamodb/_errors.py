@@ -22,8 +22,7 @@ from typing import Any
 
 import anyio
 
-from .._errors import StoreError, StoreUnavailableError
-from .._redact import library_logger, redact
+from ..backend import StoreError, StoreUnavailableError, library_logger, redact
 
 __all__ = [
     "AMBIGUOUS_CODES",

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._errors import ChangeMisuseError
+from ..backend import ChangeMisuseError
 
 __all__ = ["WriteWatch", "refuse_writes_outside", "watching"]
 

@@ -19,9 +19,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .._errors import LockLostError
-from .._interfaces import LOCK_HORIZON_SECONDS, Lock, epoch_datetime, lock_info
-from .._model import Fence, LockInfo, LockLease
+from ..backend import LOCK_HORIZON_SECONDS, Fence, Lock, LockInfo, LockLease, LockLostError, epoch_datetime, lock_info
 from ._errors import botocore_errors
 from ._items import number, string
 from ._target import Action

@@ -7,19 +7,24 @@ from typing import Any
 
 import anyio
 
-from .._errors import ConfigurationError, CorruptAuditError, TransactionAbortedError
-from .._interfaces import (
+from ..backend import (
+    AuditEntry,
     AuditStore,
+    ConfigurationError,
+    CorruptAuditError,
+    DoctorCheck,
+    Fence,
     Resource,
     TargetSystem,
     Transaction,
+    TransactionAbortedError,
     check_distinct,
     decode_entry,
     entry_fix,
+    library_logger,
+    redact,
     skip_corrupt,
 )
-from .._model import AuditEntry, DoctorCheck, Fence
-from .._redact import library_logger, redact
 from ._items import Item, from_item, number, string, to_item
 from ._lock import DynamoDBLock
 from ._tables import AUDIT_KEYS, LOCK_KEYS, TableSpec, check_table_name, describe, ensure_table

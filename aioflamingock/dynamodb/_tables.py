@@ -17,9 +17,7 @@ from typing import Any
 
 import anyio
 
-from .._errors import ConfigurationError, StoreUnavailableError
-from .._interfaces import check_identifier
-from .._redact import library_logger
+from ..backend import ConfigurationError, StoreUnavailableError, check_identifier, library_logger
 from ._errors import botocore_errors, error_code, request
 
 __all__ = [

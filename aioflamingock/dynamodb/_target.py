@@ -30,17 +30,24 @@ from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import (
+from ..backend import (
     ChangeMisuseError,
     ConfigurationError,
+    DoctorCheck,
     LockLostError,
+    Marker,
     StoreError,
+    Transaction,
     TransactionAbortedError,
+    TransactionalTargetSystem,
     TransactionOutcomeUnknownError,
+    check_identifier,
+    check_seconds,
+    library_logger,
+    redact,
+    set_while,
+    utc_now,
 )
-from .._interfaces import Transaction, TransactionalTargetSystem, check_identifier, check_seconds, set_while
-from .._model import DoctorCheck, Marker, utc_now
-from .._redact import library_logger, redact
 from ._errors import (
     AMBIGUOUS_CODES,
     DEFAULT_RETRY_SECONDS,

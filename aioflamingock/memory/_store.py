@@ -4,9 +4,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
-from .._errors import LockLostError
-from .._interfaces import AuditStore, Lock, epoch_datetime
-from .._model import AuditEntry, Fence, LockInfo, LockLease
+from ..backend import AuditEntry, AuditStore, Fence, Lock, LockInfo, LockLease, LockLostError, epoch_datetime
 
 __all__ = ["InMemoryAuditStore", "InMemoryLock"]
 

@@ -7,8 +7,7 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from .._errors import StoreError, StoreUnavailableError, TransactionAbortedError
-from .._redact import redact
+from ..backend import StoreError, StoreUnavailableError, TransactionAbortedError, redact
 
 if TYPE_CHECKING:
     from pymongo.errors import PyMongoError

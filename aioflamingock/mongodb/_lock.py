@@ -19,9 +19,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .._errors import LockLostError, StoreUnavailableError
-from .._interfaces import Lock, lock_info
-from .._model import LockInfo, LockLease
+from ..backend import Lock, LockInfo, LockLease, LockLostError, StoreUnavailableError, lock_info
 from ._errors import translate_errors
 from ._target import aggregate
 

@@ -7,19 +7,24 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._errors import ConfigurationError, LockLostError, TransactionAbortedError
-from .._interfaces import (
+from ..backend import (
+    AuditEntry,
     AuditStore,
+    ConfigurationError,
+    DoctorCheck,
+    Fence,
+    LockLostError,
     Resource,
     TargetSystem,
     Transaction,
+    TransactionAbortedError,
     check_distinct,
     decode_entry,
     entry_fix,
+    library_logger,
+    redact,
     skip_corrupt,
 )
-from .._model import AuditEntry, DoctorCheck, Fence
-from .._redact import library_logger, redact
 from ._errors import translate_errors
 from ._lock import MongoDBLock, fence_filter
 from ._target import (

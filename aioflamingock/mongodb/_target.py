@@ -9,10 +9,20 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._errors import ConfigurationError, TransactionAbortedError, TransactionOutcomeUnknownError
-from .._interfaces import Transaction, TransactionalTargetSystem, check_identifier, set_while
-from .._model import DoctorCheck, Marker, utc_now
-from .._redact import library_logger, redact
+from ..backend import (
+    ConfigurationError,
+    DoctorCheck,
+    Marker,
+    Transaction,
+    TransactionAbortedError,
+    TransactionalTargetSystem,
+    TransactionOutcomeUnknownError,
+    check_identifier,
+    library_logger,
+    redact,
+    set_while,
+    utc_now,
+)
 from ._errors import import_pymongo, is_transient_transaction_error, translate, translate_errors
 from ._guard import SessionWatch, watching
 

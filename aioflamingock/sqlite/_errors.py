@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .._errors import StoreError, StoreUnavailableError
+from ..backend import StoreError, StoreUnavailableError
 
 __all__ = ["translate_errors"]
 

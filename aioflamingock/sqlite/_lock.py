@@ -7,9 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._errors import LockLostError
-from .._interfaces import LOCK_HORIZON_SECONDS, Lock, epoch_datetime, lock_info
-from .._model import LockInfo, LockLease
+from ..backend import LOCK_HORIZON_SECONDS, Lock, LockInfo, LockLease, LockLostError, epoch_datetime, lock_info
 from ._errors import translate_errors
 
 if TYPE_CHECKING:

@@ -7,9 +7,14 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from functools import partial
 from typing import Any
 
-from .._errors import ConfigurationError, CorruptAuditError, LockLostError
-from .._interfaces import (
+from ..backend import (
+    AuditEntry,
     AuditStore,
+    ConfigurationError,
+    CorruptAuditError,
+    DoctorCheck,
+    Fence,
+    LockLostError,
     Resource,
     TargetSystem,
     Transaction,
@@ -18,7 +23,6 @@ from .._interfaces import (
     entry_fix,
     skip_corrupt,
 )
-from .._model import AuditEntry, DoctorCheck, Fence
 from ._errors import translate_errors
 from ._lock import SQLiteLock
 from ._target import MARKER_TABLE, SQLiteTargetSystem, SQLiteTransaction

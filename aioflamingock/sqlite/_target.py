@@ -9,9 +9,18 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._errors import ChangeMisuseError, ClosedResourceError, StoreError
-from .._interfaces import Transaction, TransactionalTargetSystem, check_identifier, check_seconds
-from .._model import DoctorCheck, Marker, utc_now
+from ..backend import (
+    ChangeMisuseError,
+    ClosedResourceError,
+    DoctorCheck,
+    Marker,
+    StoreError,
+    Transaction,
+    TransactionalTargetSystem,
+    check_identifier,
+    check_seconds,
+    utc_now,
+)
 from ._errors import translate_errors
 
 if TYPE_CHECKING:

@@ -1,0 +1,93 @@
+"""The public contract of a backend: everything an audit store, its lock or a target system implements or may use,
+and nothing else. Every backend shipped in this package imports from the core only this module (a test checks it),
+so a backend written elsewhere needs nothing more.
+
+```python
+from aioflamingock.backend import AuditStore, Lock, TransactionalTargetSystem, check_identifier, lock_info, redact
+```
+
+- what a backend implements: `Resource`, `TargetSystem`, `TransactionalTargetSystem`, `Transaction`,
+  `AuditStore`, `Lock`;
+- the records it reads and writes: `AuditEntry`, `AuditState`, `TxStrategy`, `Fence`, `LockLease`, `LockInfo`,
+  `Marker`, `DoctorCheck`;
+- the errors it raises: `StoreError`, `StoreUnavailableError`, `TransactionAbortedError`,
+  `TransactionOutcomeUnknownError`, `LockLostError`, `ConfigurationError`, `ClosedResourceError`,
+  `CorruptAuditError`, `ChangeMisuseError`;
+- checking configuration: `check_identifier`, `check_seconds`, `check_distinct`;
+- reading what a store holds: `decode_entry`, `entry_fix`, `skip_corrupt`, `corrupt_entries`, `lock_info`,
+  `epoch_datetime`, `LOCK_HORIZON_SECONDS`, `utc_now`;
+- watching a change, logging: `set_while`, `library_logger`, `redact`.
+"""
+
+from ._errors import (
+    ChangeMisuseError,
+    ClosedResourceError,
+    ConfigurationError,
+    CorruptAuditError,
+    LockLostError,
+    StoreError,
+    StoreUnavailableError,
+    TransactionAbortedError,
+    TransactionOutcomeUnknownError,
+)
+from ._interfaces import (
+    LOCK_HORIZON_SECONDS,
+    AuditStore,
+    Lock,
+    Resource,
+    TargetSystem,
+    Transaction,
+    TransactionalTargetSystem,
+    check_distinct,
+    check_identifier,
+    check_seconds,
+    corrupt_entries,
+    decode_entry,
+    entry_fix,
+    epoch_datetime,
+    lock_info,
+    set_while,
+    skip_corrupt,
+)
+from ._model import AuditEntry, AuditState, DoctorCheck, Fence, LockInfo, LockLease, Marker, TxStrategy, utc_now
+from ._redact import library_logger, redact
+
+__all__ = [
+    "LOCK_HORIZON_SECONDS",
+    "AuditEntry",
+    "AuditState",
+    "AuditStore",
+    "ChangeMisuseError",
+    "ClosedResourceError",
+    "ConfigurationError",
+    "CorruptAuditError",
+    "DoctorCheck",
+    "Fence",
+    "Lock",
+    "LockInfo",
+    "LockLease",
+    "LockLostError",
+    "Marker",
+    "Resource",
+    "StoreError",
+    "StoreUnavailableError",
+    "TargetSystem",
+    "Transaction",
+    "TransactionAbortedError",
+    "TransactionOutcomeUnknownError",
+    "TransactionalTargetSystem",
+    "TxStrategy",
+    "check_distinct",
+    "check_identifier",
+    "check_seconds",
+    "corrupt_entries",
+    "decode_entry",
+    "entry_fix",
+    "epoch_datetime",
+    "library_logger",
+    "lock_info",
+    "redact",
+    "set_while",
+    "skip_corrupt",
+    "utc_now",
+]
