@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator, Iterable
 from ..backend import (
     AuditEntry,
     AuditStore,
+    ClosedResourceError,
     ConfigurationError,
     DoctorCheck,
     Fence,
@@ -103,13 +104,13 @@ class CouchbaseAuditStore(AuditStore):
     @property
     def lock(self) -> CouchbaseLock:
         if self._lock is None:
-            raise RuntimeError(f"{self.describe()} is not open")
+            raise ClosedResourceError(f"{self.describe()} is not open")
         return self._lock
 
     @property
     def log(self) -> AuditLog:
         if self._log is None:
-            raise RuntimeError(f"{self.describe()} is not open")
+            raise ClosedResourceError(f"{self.describe()} is not open")
         return self._log
 
     async def _open(self) -> None:

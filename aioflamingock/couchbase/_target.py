@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 
 from ..backend import (
+    ClosedResourceError,
     ConfigurationError,
     Marker,
     Transaction,
@@ -108,7 +109,7 @@ class CouchbaseTargetSystem(TransactionalTargetSystem):
     @property
     def bucket(self) -> Any:
         if self._bucket is None:
-            raise RuntimeError(f"{self.describe()} is not open")
+            raise ClosedResourceError(f"{self.describe()} is not open")
         return self._bucket
 
     def keyspace(self, collection: str, *, scope: str | None = None) -> Keyspace:

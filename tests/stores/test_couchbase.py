@@ -80,3 +80,17 @@ def test_importing_the_backend_imports_no_driver() -> None:
     code = f"import sys, aioflamingock.couchbase\nprint(','.join(m for m in {drivers!r} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.strip() == ""
+
+
+async def test_a_store_used_before_it_is_opened_says_so_like_every_store(
+    couchbase_server: Any, couchbase_cluster: Any, couchbase_collections: dict[str, str]
+) -> None:
+    from aioflamingock import ClosedResourceError
+    from aioflamingock.couchbase import CouchbaseAuditStore, CouchbaseTargetSystem
+
+    target = CouchbaseTargetSystem("app", cluster=couchbase_cluster, bucket=couchbase_server.bucket)
+    store = CouchbaseAuditStore.from_target(target, **couchbase_collections)
+    with pytest.raises(ClosedResourceError, match="is not open"):
+        await store.lock.read("default")
+    with pytest.raises(ClosedResourceError, match="is not open"):
+        target.bucket  # noqa: B018

@@ -50,7 +50,7 @@ from couchbase.transcoder import RawBinaryTranscoder, RawJSONTranscoder
 
 from tests.couchbase_kv import HEADER, CouchbaseKVServer, Feature, Op, Status, StatusError, parse_path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository: `tests` must be importable from there
 USER, PASSWORD = "Administrator", "password"
 
 
