@@ -55,11 +55,14 @@ _MAX_RETRY_PAUSE = 1.0
 _HOSTNAME = socket.gethostname()
 
 
+def _needs_human(exc: BaseException | None) -> bool:
+    """A failure whose writes may be committed: no later run applies the change again by itself."""
+    return isinstance(exc, ChangeMisuseError) and exc.needs_human
+
+
 def _failure_metadata(exc: BaseException) -> dict[str, Any] | None:
     """What a later run must know about a failure: that it needs a human whatever the change's recovery."""
-    if isinstance(exc, ChangeMisuseError) and exc.needs_human:
-        return {FAILURE_METADATA_KEY: TRANSACTION_BYPASSED}
-    return None
+    return {FAILURE_METADATA_KEY: TRANSACTION_BYPASSED} if _needs_human(exc) else None
 
 
 def _trace(exc: BaseException, consequence: str | None = None) -> str:
@@ -145,9 +148,7 @@ class Applier:
     def consequence(self, spec: ChangeSpec, error: BaseException | None) -> str | None:
         """For a transactional change that failed: what the engine knows it undid, and what the next run does. A
         failure that needs a human says so itself; a non-transactional one is the `ChangeIssue`'s business."""
-        if self.strategy(spec) is TxStrategy.NON_TX:
-            return None
-        if isinstance(error, ChangeMisuseError) and error.needs_human:
+        if self.strategy(spec) is TxStrategy.NON_TX or _needs_human(error):
             return None
         return (
             "The engine rolled back its transaction: what the change wrote through its context was undone (writes "

@@ -123,7 +123,7 @@ def skip_corrupt(decode: Callable[[], AuditEntry]) -> AuditEntry | None:
         return None
 
 
-def check_seconds(kind: str, value: object, *, minimum: float = 0.0, maximum: float = 86_400.0) -> float:
+def check_seconds(kind: str, value: object, *, minimum: float = 0.0, maximum: float = MAX_SECONDS) -> float:
     """Validate a duration setting: a real, finite number of seconds from `minimum` to `maximum`."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not minimum <= value <= maximum:
         raise ConfigurationError([f"{kind} must be a number of seconds from {minimum:g} to {maximum:g}, got {value!r}"])

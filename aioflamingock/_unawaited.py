@@ -24,6 +24,8 @@ from contextvars import ContextVar
 from types import FrameType
 from typing import Any
 
+from ._interfaces import set_while
+
 __all__ = ["watch_unawaited"]
 
 _found: ContextVar[list[str] | None] = ContextVar("aioflamingock_unawaited", default=None)
@@ -78,8 +80,5 @@ def watch_unawaited() -> Iterator[list[str]]:
     """Collect, into the yielded list, the coroutines the current task drops without awaiting while inside."""
     _install()
     found: list[str] = []
-    token = _found.set(found)
-    try:
+    with set_while(_found, found):
         yield found
-    finally:
-        _found.reset(token)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from aioflamingock import Change, Flamingock, LockOptions, RunStatus
+from aioflamingock import Change, Flamingock, Lock, LockOptions, RunStatus
 from aioflamingock.sqlite import SQLiteAuditStore, SQLiteTargetSystem
 from tests.servers import DYNAMODB_ENDPOINT_ENV
 
@@ -94,6 +94,18 @@ def test_unlock_force_from_the_command_line_frees_a_corrupt_lock(tmp_path: Path)
     conn.close()
 
 
+async def reads_as_corrupt_and_never_stays(lock: Lock, then: str) -> None:
+    """The dead holder's record, once tampered with: corrupt and expired; then gone, by force or by a new run."""
+    info = await lock.read("default")
+    assert info is not None and info.problem is not None and info.remaining_seconds == 0
+    if then == "unlock-force":
+        assert await lock.force_release("default")
+        assert await lock.read("default") is None
+    else:
+        lease = await lock.try_acquire("default", "next-run", 30)
+        assert lease is not None and lease.token == 2
+
+
 def _on_moto() -> bool:
     """The tests' DynamoDB is moto's server: no endpoint given, no Docker engine (see tests/servers.py)."""
     from tests.servers import _docker_answers
@@ -132,14 +144,7 @@ async def test_dynamodb_a_corrupt_lock_reads_as_corrupt_and_never_stays(
             UpdateExpression="SET expiresAt = :bad",
             ExpressionAttributeValues={":bad": expires},
         )
-        info = await store.lock.read("default")
-        assert info is not None and info.problem is not None and info.remaining_seconds == 0
-        if then == "unlock-force":
-            assert await store.lock.force_release("default")
-            assert await store.lock.read("default") is None
-        else:
-            lease = await store.lock.try_acquire("default", "next-run", 30)
-            assert lease is not None and lease.token == 2
+        await reads_as_corrupt_and_never_stays(store.lock, then)
 
 
 # -- MongoDB ------------------------------------------------------------------------------------------------------
@@ -162,10 +167,7 @@ async def test_mongodb_a_corrupt_lock_reads_as_corrupt_and_unlock_force_removes_
         assert await store.lock.try_acquire("default", "dead-holder", 30) is not None
         locks = mongodb_client[mongodb_database].flamingockLock
         await locks.update_one({"_id": "default"}, {"$set": {"expiresAt": value}})
-        info = await store.lock.read("default")
-        assert info is not None and info.problem is not None and info.remaining_seconds == 0
-        assert await store.lock.force_release("default")
-        assert await store.lock.read("default") is None
+        await reads_as_corrupt_and_never_stays(store.lock, "unlock-force")
 
 
 # -- Couchbase (the key-value test double) -------------------------------------------------------------------------
@@ -187,11 +189,4 @@ async def test_couchbase_a_corrupt_lock_reads_as_corrupt_and_never_stays(
         collection = locks.collection(couchbase_collections["lock_collection"])
         body = (await collection.get(lock_key("default"))).content_as[dict]
         await collection.replace(lock_key("default"), {**body, "expiresAt": expires})  # a hand edit
-        info = await store.lock.read("default")
-        assert info is not None and info.problem is not None and info.remaining_seconds == 0
-        if then == "unlock-force":
-            assert await store.lock.force_release("default")
-            assert await store.lock.read("default") is None
-        else:
-            lease = await store.lock.try_acquire("default", "next-run", 30)
-            assert lease is not None and lease.token == 2
+        await reads_as_corrupt_and_never_stays(store.lock, then)

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from aioflamingock import AuditState, Change, ChangeFailedError, Flamingock, NonTransactionalTargetSystem
 from aioflamingock._redact import redact
@@ -165,18 +166,11 @@ def assert_no_secret(text: str, sink: str) -> None:
 
 
 async def test_no_secret_of_the_catalogue_reaches_any_sink(
-    store: SpyStore, target: NonTransactionalTargetSystem, caplog: pytest.LogCaptureFixture
+    store: SpyStore,
+    target: NonTransactionalTargetSystem,
+    caplog: pytest.LogCaptureFixture,
+    spans: InMemorySpanExporter,
 ) -> None:
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-
-    from .test_probes import _EXPORTER, SimpleSpanProcessor
-
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-        trace.set_tracer_provider(provider)
-    _EXPORTER.clear()
     with caplog.at_level(logging.DEBUG, logger="aioflamingock"), pytest.raises(ChangeFailedError) as caught:
         await Flamingock(audit_store=store, target_systems=[target], changes=[LeaksTheCatalogue]).run()
     assert_no_secret(str(caught.value), "the raised error")
@@ -187,12 +181,11 @@ async def test_no_secret_of_the_catalogue_reaches_any_sink(
         formatted = logging.Formatter().format(record)  # message, traceback and stack, as a handler prints them
         assert_no_secret(formatted, f"the log record {record.getMessage()[:40]!r}")
         assert record.exc_info is None  # a handler formatting it again would print the secrets
-    spans = _EXPORTER.get_finished_spans()
-    assert spans
-    for span in spans:
+    finished = spans.get_finished_spans()
+    assert finished
+    for span in finished:
         assert_no_secret(str(span.status.description), f"span {span.name}'s status")
         for event in span.events:
             assert_no_secret(str(dict(event.attributes or {})), f"span {span.name}'s {event.name} event")
     issues = await Flamingock(audit_store=store, target_systems=[target], changes=[LeaksTheCatalogue]).issues()
     assert_no_secret(str(issues), "issues()")
-    _EXPORTER.clear()
