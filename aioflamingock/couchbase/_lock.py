@@ -55,8 +55,9 @@ def _holds(doc: Doc | None, lease: LockLease | Fence) -> bool:
 
 
 def unexpired(doc: Doc | None, fence: Fence) -> bool:
-    """`doc` is `fence`'s lock with time left on its lease."""
-    return _holds(doc, fence) and doc is not None and int(doc.body["expiresAt"]) > _now_ms()
+    """`doc` is `fence`'s lock with time left on its lease (judged as acquisition judges it: a corrupt expiry has
+    none)."""
+    return _holds(doc, fence) and doc is not None and _live(doc.body, _now_ms())
 
 
 def _seconds(ms: object) -> object:
