@@ -107,7 +107,7 @@ def _metadata(metadata: object) -> dict[str, Any]:
     if metadata is None:
         return {}
     if not isinstance(metadata, Mapping) or not all(isinstance(key, str) for key in metadata):
-        raise ConfigurationError([f"metadata must be a dict with string keys, got {metadata!r:.80}"])
+        raise ConfigurationError([redact(f"metadata must be a dict with string keys, got {metadata!r:.80}")])
     for key, value in metadata.items():
         try:
             pydantic_core.to_json(value)

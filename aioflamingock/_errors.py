@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._redact import redact
+
 if TYPE_CHECKING:
     from ._model import RunReport
 
@@ -189,5 +191,6 @@ class CorruptAuditError(StoreError):
     unknown; `history()` skips it with a warning, and `doctor()` lists every one."""
 
     def __init__(self, where: str, field: str, problem: str, fix: str) -> None:
-        super().__init__(f"{where}: this audit entry cannot be read: {field} {problem}. To fix it: {fix}")
+        # `problem` quotes what the store holds, which may be anything, a credential included
+        super().__init__(redact(f"{where}: this audit entry cannot be read: {field} {problem}. To fix it: {fix}"))
         self.where, self.field, self.fix = where, field, fix

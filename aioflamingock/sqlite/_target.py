@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -66,8 +65,11 @@ class SQLiteTransaction(Transaction):
                 "SQLite rolled it back)"
             )
         try:
-            await self._run(f"RELEASE {ENGINE_SAVEPOINT}")
-        except sqlite3.OperationalError:
+            with translate_errors("checking the engine's transaction"):
+                await self._run(f"RELEASE {ENGINE_SAVEPOINT}")
+        except StoreError as exc:
+            if "no such savepoint" not in str(exc.__cause__):
+                raise
             return (
                 "ended the engine's transaction itself and began another one (a COMMIT or `connection.commit()` "
                 "followed by a BEGIN, or a ROLLBACK TO/RELEASE of the engine's savepoint)"

@@ -147,3 +147,12 @@ async def test_mongodb_a_corrupt_entry_is_named_with_its_fix_and_an_undeclared_o
     assert (await undeclared.run()).status is RunStatus.NO_CHANGES
     assert [e async for e in undeclared.history()] == []
     assert any("flamingockAuditLog" in c.detail for c in await undeclared.doctor() if not c.ok)
+
+
+async def test_what_a_corrupt_entry_holds_is_quoted_without_its_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    await engine(path, FIRST).run()
+    corrupt(path, "first", "metadata", "{oops mongodb://admin:Hunter2Secret@db/app")
+    with pytest.raises(CorruptAuditError) as caught:
+        await engine(path, FIRST).run()
+    assert "metadata" in str(caught.value) and "Hunter2Secret" not in str(caught.value)

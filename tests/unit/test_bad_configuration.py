@@ -213,3 +213,9 @@ def test_signatures_that_can_be_called_with_the_context_alone_are_accepted() -> 
         audit_store=InMemoryAuditStore(), target_systems=[NonTransactionalTargetSystem("app")], changes=[Fine]
     )
     assert [spec.id for spec in fl.changes()] == ["fine"]
+
+
+def test_metadata_of_the_wrong_kind_is_refused_without_echoing_a_secret() -> None:
+    with pytest.raises(ConfigurationError, match="metadata must be a dict") as caught:
+        Flamingock(audit_store=InMemoryAuditStore(), metadata="password=Hunter2Secret")  # type: ignore[arg-type]
+    assert "Hunter2Secret" not in str(caught.value)
