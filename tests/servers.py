@@ -171,6 +171,15 @@ def _secantus() -> Server | None:
     return Server(server.uri, lambda: _stop_secantus(server))
 
 
+def _stop_process(popen: subprocess.Popen[bytes]) -> None:
+    popen.terminate()
+    try:
+        popen.wait(10)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait()
+
+
 def _stop_secantus(server: Any) -> None:
     # `stop()` closes the listening socket, which does not wake the thread blocked in `accept()` on Linux:
     # it would wait out its 2 s join timeout. Shutting the socket down wakes it at once.
@@ -210,7 +219,7 @@ def start_dynamodb() -> Server | None:
     endpoint = os.environ.get(DYNAMODB_ENDPOINT_ENV)
     if endpoint:
         return Server(endpoint, lambda: None)
-    return _docker_dynamodb() or _moto_thread()
+    return _docker_dynamodb() or _moto_process()
 
 
 def free_port() -> int:
@@ -281,20 +290,16 @@ def _moto_server(port: int) -> Any:
     return make_server("127.0.0.1", port, app, threaded=True, request_handler=Quiet)
 
 
-def _moto_thread() -> Server | None:
+def _moto_process() -> Server | None:
+    """moto in a process of its own: on a machine with two cores it answers while the tests run, instead of
+    taking turns with them for the interpreter lock of the test process."""
     try:
-        server = _moto_server(0)
+        import moto.server  # noqa: F401
     except ImportError:
         return None
-    thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        server.shutdown()
-        thread.join(10)
-        server.server_close()
-
-    return Server(f"http://127.0.0.1:{server.server_port}", stop)
+    port = free_port()
+    popen = start_moto_process(port)
+    return Server(f"http://127.0.0.1:{port}", lambda: _stop_process(popen))
 
 
 def start_moto_process(port: int) -> subprocess.Popen[bytes]:

@@ -1,9 +1,13 @@
-"""Testing helpers for aioflamingock and for third-party audit stores.
+"""Testing helpers for aioflamingock and for third-party backends. Needs `pytest` and `pytest-asyncio`.
 
-`AuditStoreConformance` is the suite every audit store passes: subclass it in your store's test module and
-provide a `store` fixture. Needs `pytest` and `pytest-asyncio`.
+- `AuditStoreConformance`: what every audit store and its lock must do. Subclass it in your store's test module
+  and provide a `store` fixture.
+- `BackendProtocol`: the safety protocol's scenarios (the shared transaction, the marker path, takeovers, commits
+  that abort or lose their answer, concurrent instances), run through real runs. Subclass it and provide a `kit`
+  fixture: your `ProtocolKit`, which builds an `Instance` of the application and writes and counts effects.
 """
 
+from ._protocol import BackendProtocol, Instance, ProtocolKit
 from ._suite import AuditStoreConformance, assert_no_overlap, make_entry
 
-__all__ = ["AuditStoreConformance", "assert_no_overlap", "make_entry"]
+__all__ = ["AuditStoreConformance", "BackendProtocol", "Instance", "ProtocolKit", "assert_no_overlap", "make_entry"]

@@ -11,8 +11,7 @@ import importlib
 import sys
 import uuid
 
-from .._interfaces import AuditStore
-from .._model import AuditState
+from .. import AuditState, AuditStore
 from ._suite import make_entry
 
 __all__: list[str] = []

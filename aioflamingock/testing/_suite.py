@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from .._errors import LockLostError
-from .._interfaces import AuditStore
-from .._model import AuditEntry, AuditState, Fence, LockLease, Recovery, TxStrategy, utc_now
+from .. import AuditEntry, AuditState, AuditStore, Fence, LockLease, LockLostError, Recovery, TxStrategy
+from ..backend import utc_now
 
 __all__ = ["AuditStoreConformance", "assert_no_overlap", "make_entry"]
 

@@ -243,3 +243,18 @@ def test_changes_mistakes_prints_what_the_docs_show(tmp_path: Path) -> None:
     shown = [line for line in out.splitlines() if not line.startswith("== ")]
     assert shown and all(line in page for line in shown), [line for line in shown if line not in page]
     assert "MANUAL_INTERVENTION" in out and "UnawaitedCoroutineError" in out and "2 problems" in out
+
+
+def test_backend_kit_passes_under_pytest() -> None:
+    """The in-memory store's run of both suites: the transactional scenarios skip, saying why."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(EXAMPLES / "backend_kit.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = done.stdout.strip().splitlines()[-1]
+    assert "failed" not in summary and "error" not in summary and " passed" in summary, summary
+    assert "the in-memory store shares no transaction with any target" in done.stdout

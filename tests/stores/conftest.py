@@ -29,15 +29,25 @@ def mongodb_uri(mongodb_server: Server) -> str:
     return mongodb_server.uri
 
 
-@pytest.fixture
-def mongodb_database(mongodb_uri: str) -> Iterator[str]:
+def _fresh_database(uri: str) -> Iterator[str]:
     """A database name no other test uses; dropped afterwards."""
     from pymongo import MongoClient
 
     name = f"test_{uuid.uuid4().hex[:16]}"
     yield name
-    with MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000) as client:
+    with MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
         client.drop_database(name)
+
+
+@pytest.fixture
+def mongodb_database(mongodb_uri: str) -> Iterator[str]:
+    yield from _fresh_database(mongodb_uri)
+
+
+@pytest.fixture
+def mongodb_other_database(mongodb_uri: str) -> Iterator[str]:
+    """A second fresh database: a target there cannot share the transactions of a store in `mongodb_database`."""
+    yield from _fresh_database(mongodb_uri)
 
 
 @pytest.fixture

@@ -1,29 +1,22 @@
-"""The Couchbase backend beyond the conformance suite, on the key-value test double unless told otherwise: runs
-through `Flamingock`, what the audit's head document guarantees, the lock's tokens, the collections, the errors.
-The transactional paths (shared and marker) need ACID transactions: they run on a real Couchbase Server only."""
+"""What only Couchbase's store does, on the key-value test double unless told otherwise: what the audit's head
+document guarantees and costs, and the lock's tokens. The protocol kit's scenarios run in `test_couchbase.py`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
 import pytest
 
 from aioflamingock import (
     AuditState,
     Change,
-    ChangeFailedError,
-    ConfigurationError,
     Flamingock,
     LockLostError,
     LockOptions,
     Recovery,
     RunStatus,
     StoreError,
-    StoreUnavailableError,
-    TransactionOutcomeUnknownError,
-    TxStrategy,
 )
 from aioflamingock.couchbase import CouchbaseAuditStore, CouchbaseContext, CouchbaseTargetSystem
 from aioflamingock.couchbase._audit import HEAD_KEY, entry_key
@@ -52,34 +45,6 @@ class SeedRows(Change):
             await ctx.collection(ROWS).upsert(f"row::{n}", {"n": n})
 
 
-class FailAfterOneRow(Change):
-    id = "fail-after-one-row"
-    order = "0002"
-    author = "tester"
-    target_system = "app"
-    transactional = False
-
-    async def execute(self, ctx: CouchbaseContext) -> None:
-        await ctx.collection(ROWS).upsert("row::doomed", {"n": -1})
-        raise ValueError("boom")
-
-    async def rollback(self, ctx: CouchbaseContext) -> None:
-        await ctx.collection(ROWS).remove("row::doomed")
-
-
-class InsertInTransaction(Change):
-    """Transactional: the shared path on the store's bucket, the marker path on another cluster object."""
-
-    id = "insert-in-transaction"
-    order = "0003"
-    author = "tester"
-    target_system = "app"
-
-    async def execute(self, ctx: CouchbaseContext) -> None:
-        assert ctx.transaction is not None
-        await ctx.transaction.insert(ctx.collection(ROWS), "row::tx", {"n": 99})
-
-
 @pytest.fixture
 def app(couchbase_cluster: Any, couchbase_server: CouchbaseServer) -> CouchbaseTargetSystem:
     return CouchbaseTargetSystem("app", cluster=couchbase_cluster, bucket=couchbase_server.bucket)
@@ -104,19 +69,11 @@ async def rows(app: CouchbaseTargetSystem) -> dict[str, Any]:
     async with app:
         keyspace = app.keyspace(ROWS, scope="_default")
         found = {}
-        for key in ("row::0", "row::1", "row::2", "row::doomed", "row::tx"):
+        for key in ("row::0", "row::1", "row::2"):
             doc = await keyspace.get(key)
             if doc is not None:
                 found[key] = doc.body["n"]
         return found
-
-
-def needs_transactions(server: CouchbaseServer) -> None:
-    if not server.transactions:
-        pytest.skip(
-            "needs Couchbase ACID transactions, which the key-value test double does not have: set "
-            "AIOFLAMINGOCK_COUCHBASE_URL to a Couchbase Server 7 cluster, or run with a Docker engine"
-        )
 
 
 class Counting:
@@ -146,72 +103,17 @@ class Counting:
 # -- runs -------------------------------------------------------------------------------------------------------------
 
 
-async def test_non_transactional_changes_run_then_a_second_run_reads_one_document(
+async def test_a_run_with_nothing_pending_reads_one_document(
     app: CouchbaseTargetSystem, store: CouchbaseAuditStore
 ) -> None:
     report = await flamingock(store, app, changes=[SeedRows]).run()
     assert report.status is RunStatus.SUCCESS and report.applied == ["seed-rows"]
     assert await rows(app) == {"row::0": 0, "row::1": 1, "row::2": 2}
     async with store:
-        assert [(e.change_id, e.state, e.tx_strategy) for e in [x async for x in store.history()]] == [
-            ("seed-rows", AuditState.STARTED, TxStrategy.NON_TX),
-            ("seed-rows", AuditState.APPLIED, TxStrategy.NON_TX),
-        ]
         counting = Counting(store.log.keyspace, store.lock.keyspace)
         again = await flamingock(store, app, changes=[SeedRows]).run()
     assert again.status is RunStatus.NO_CHANGES
     assert counting.calls == ["get"], "a run with nothing pending reads the head and nothing else"
-
-
-async def test_a_failing_change_is_rolled_back_and_recorded(
-    app: CouchbaseTargetSystem, store: CouchbaseAuditStore
-) -> None:
-    with pytest.raises(ChangeFailedError) as caught:
-        await flamingock(store, app, changes=[FailAfterOneRow]).run()
-    assert isinstance(caught.value.__cause__, ValueError)
-    assert "row::doomed" not in await rows(app)
-    async with store:
-        history = [x async for x in store.history()]
-        assert [e.state for e in history] == [AuditState.STARTED, AuditState.FAILED, AuditState.ROLLED_BACK]
-        assert "ValueError: boom" in (history[1].error_trace or "")
-        [current] = (await store.current_states()).values()
-        assert current.state is AuditState.ROLLED_BACK
-
-
-async def test_the_shared_transaction_commits_the_change_with_its_entry(
-    couchbase_server: CouchbaseServer, app: CouchbaseTargetSystem, store: CouchbaseAuditStore
-) -> None:
-    needs_transactions(couchbase_server)
-    report = await flamingock(store, app, changes=[InsertInTransaction]).run()
-    assert report.applied == ["insert-in-transaction"]
-    assert (await rows(app))["row::tx"] == 99
-    async with store:
-        [entry] = [x async for x in store.history()]
-    assert (entry.state, entry.tx_strategy) == (AuditState.APPLIED, TxStrategy.TX_AUDIT_STORE_SHARED)
-
-
-async def test_the_marker_path_on_another_cluster_object(
-    couchbase_server: CouchbaseServer, store: CouchbaseAuditStore
-) -> None:
-    needs_transactions(couchbase_server)
-    from .conftest import connect_couchbase
-
-    other_cluster = await connect_couchbase(couchbase_server)
-    try:
-        other = CouchbaseTargetSystem("app", cluster=other_cluster, bucket=couchbase_server.bucket)
-        store_target = store.target
-        store_target.id = "store"
-        report = await flamingock(store, store_target, other, changes=[InsertInTransaction]).run()
-        assert report.applied == ["insert-in-transaction"]
-        assert await other.read_marker("insert-in-transaction") is None, "the marker is deleted once APPLIED"
-    finally:
-        await other_cluster.close()
-    async with store:
-        states = [(e.state, e.tx_strategy) for e in [x async for x in store.history()]]
-    assert states == [
-        (AuditState.STARTED, TxStrategy.TX_AUDIT_STORE_SYNC),
-        (AuditState.APPLIED, TxStrategy.TX_AUDIT_STORE_SYNC),
-    ]
 
 
 # -- the head document ------------------------------------------------------------------------------------------------
@@ -307,182 +209,3 @@ async def test_a_head_written_by_something_else_is_a_store_error(opened: Couchba
     await opened.log.keyspace.upsert(HEAD_KEY, {"unexpected": True})
     with pytest.raises((StoreError, KeyError)):
         await opened.current_states()
-
-
-# -- collections, configuration, errors -------------------------------------------------------------------------------
-
-
-async def test_without_create_collections_a_missing_collection_is_named_with_its_command(
-    app: CouchbaseTargetSystem, couchbase_collections: dict[str, str], couchbase_server: CouchbaseServer
-) -> None:
-    store = CouchbaseAuditStore.from_target(app, **couchbase_collections, create_collections=False)
-    with pytest.raises(ConfigurationError) as caught:
-        await store.open()
-    audit = couchbase_collections["audit_collection"]
-    assert f"the audit collection _default.{audit} does not exist in bucket '{couchbase_server.bucket}'" in str(
-        caught.value
-    )
-    assert f"--bucket {couchbase_server.bucket} --create-collection _default.{audit}" in str(caught.value)
-    async with CouchbaseAuditStore.from_target(app, **couchbase_collections):  # creates them
-        pass
-    async with store:
-        assert await store.current_states() == {}
-
-
-async def test_doctor_finds_missing_collections_without_creating_them(
-    app: CouchbaseTargetSystem, store: CouchbaseAuditStore, couchbase_collections: dict[str, str]
-) -> None:
-    fl = flamingock(store, app, changes=[SeedRows])
-    problems = {(c.check, c.detail): c.fix for c in await fl.doctor() if not c.ok}
-    audit, lock = couchbase_collections["audit_collection"], couchbase_collections["lock_collection"]
-    assert set(problems) == {
-        ("collections", f"the audit collection _default.{audit} does not exist"),
-        ("collections", f"the lock collection _default.{lock} does not exist"),
-    }
-    assert all(str(fix).startswith("any run creates it") for fix in problems.values())
-    assert [c for c in await fl.doctor() if not c.ok and c.check == "reachable"] == []
-    await fl.run()
-    assert [c for c in await fl.doctor() if not c.ok] == []
-
-
-async def test_a_bucket_that_does_not_exist_is_a_store_error(couchbase_cluster: Any) -> None:
-    target = CouchbaseTargetSystem("app", cluster=couchbase_cluster, bucket="no-such-bucket")
-    with pytest.raises(StoreError, match="opening bucket 'no-such-bucket'"):
-        await target.open()
-
-
-def test_the_synchronous_cluster_is_refused_with_a_reason(couchbase_server: CouchbaseServer) -> None:
-    from couchbase.auth import PasswordAuthenticator
-    from couchbase.cluster import Cluster
-    from couchbase.options import ClusterOptions
-
-    options = ClusterOptions(PasswordAuthenticator(couchbase_server.username, couchbase_server.password))
-    cluster = Cluster(couchbase_server.connection_string, options)
-    try:
-        with pytest.raises(ConfigurationError, match="the synchronous SDK blocks the event loop"):
-            CouchbaseTargetSystem("app", cluster=cluster, bucket="b")
-    finally:
-        cluster.close()
-
-
-@pytest.mark.parametrize(
-    ("options", "fragment"),
-    [
-        ({"bucket": "a.b"}, "bucket 'a.b' must not contain '.'"),
-        ({"bucket": "b", "scope": "_system"}, "scope '_system' must not"),
-        ({"bucket": "b", "scope": "x y"}, "scope 'x y' must be 1-128 characters"),
-    ],
-)
-def test_bad_names_are_configuration_errors(couchbase_cluster: Any, options: dict[str, str], fragment: str) -> None:
-    with pytest.raises(ConfigurationError, match=fragment):
-        CouchbaseTargetSystem("app", cluster=couchbase_cluster, **options)
-
-
-def test_bad_collection_names_are_configuration_errors(app: CouchbaseTargetSystem) -> None:
-    with pytest.raises(ConfigurationError, match="audit_collection '_audit' must not"):
-        CouchbaseAuditStore.from_target(app, audit_collection="_audit")
-
-
-# -- the transaction bridge -------------------------------------------------------------------------------------------
-
-
-class SdkLikeTransactions:
-    """`cluster.transactions` with the SDK's own control flow (`run_async` of couchbase 4.x: a new attempt, the
-    logic, then the commit; a logic that raises is rolled back and raised as `TransactionFailed` with the logic's
-    exception as `inner_cause`; a commit that fails starts a new attempt). No server behind it: this checks how the
-    target drives the SDK's callback API, not Couchbase's transactions, which need a real server (see above)."""
-
-    def __init__(self, commits: list[bool]) -> None:
-        self.commits = commits
-        self.attempts = 0
-        self.rolled_back = 0
-        self.committed = 0
-
-    async def run(self, logic: Any) -> str:
-        from couchbase.exceptions import TransactionFailed
-
-        while True:
-            self.attempts += 1
-            try:
-                await logic(object())
-            except Exception as exc:
-                self.rolled_back += 1
-                raise TransactionFailed(exc_info={"inner_cause": exc}) from None
-            if self.commits.pop(0):
-                self.committed += 1
-                return "result"
-
-
-@pytest.fixture
-def sdk_like(
-    app: CouchbaseTargetSystem, monkeypatch: pytest.MonkeyPatch
-) -> Callable[[list[bool]], SdkLikeTransactions]:
-    def install(commits: list[bool]) -> SdkLikeTransactions:
-        transactions = SdkLikeTransactions(commits)
-        monkeypatch.setattr(type(app.cluster), "transactions", property(lambda self: transactions))
-        return transactions
-
-    return install
-
-
-async def test_the_block_commits_one_attempt(app: CouchbaseTargetSystem, sdk_like: Any) -> None:
-    transactions = sdk_like([True])
-    async with app, app.transaction() as tx:
-        assert tx.context.transaction is not None
-    assert (transactions.attempts, transactions.committed, transactions.rolled_back) == (1, 1, 0)
-
-
-async def test_a_block_that_raises_rolls_back_and_the_caller_gets_its_exception(
-    app: CouchbaseTargetSystem, sdk_like: Any
-) -> None:
-    transactions = sdk_like([True])
-    async with app:
-        with pytest.raises(ValueError, match="boom"):
-            async with app.transaction():
-                raise ValueError("boom")
-    assert (transactions.attempts, transactions.committed, transactions.rolled_back) == (1, 0, 1)
-
-
-async def test_a_cancelled_block_rolls_back(app: CouchbaseTargetSystem, sdk_like: Any) -> None:
-    transactions = sdk_like([True])
-    async with app:
-        with anyio.move_on_after(0.05):
-            async with app.transaction():
-                await anyio.sleep(10)
-    assert (transactions.committed, transactions.rolled_back) == (0, 1)
-
-
-async def test_a_commit_the_sdk_would_run_again_is_an_unknown_outcome(
-    app: CouchbaseTargetSystem, sdk_like: Any
-) -> None:
-    transactions = sdk_like([False, True])
-    async with app:
-        with pytest.raises(TransactionOutcomeUnknownError, match="started it again"):
-            async with app.transaction():
-                pass
-    assert transactions.attempts == 2 and transactions.committed == 0, "the change must not run in a second attempt"
-
-
-@pytest.mark.parametrize(
-    ("name", "expected", "fragment"),
-    [
-        ("UnAmbiguousTimeoutException", StoreUnavailableError, "Couchbase failed while reading"),
-        ("AmbiguousTimeoutException", StoreUnavailableError, "may or may not have been applied"),
-        ("TemporaryFailException", StoreUnavailableError, "TemporaryFailException"),
-        ("ServiceUnavailableException", StoreUnavailableError, "ServiceUnavailableException"),
-        ("CollectionNotFoundException", StoreError, "does it exist, and may these credentials use it?"),
-        ("AuthenticationException", StoreError, "AuthenticationException"),
-    ],
-)
-def test_sdk_errors_are_translated_at_the_boundary_and_redacted(
-    name: str, expected: type[StoreError], fragment: str
-) -> None:
-    import couchbase.exceptions
-
-    from aioflamingock.couchbase._errors import translate
-
-    sdk_error = getattr(couchbase.exceptions, name)(message="via couchbase://admin:s3cret@db.example/app")
-    translated = translate(sdk_error, "reading 'x'")
-    assert type(translated) is expected
-    assert fragment in str(translated)
-    assert "s3cret" not in str(translated)

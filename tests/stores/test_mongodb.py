@@ -1,14 +1,19 @@
+"""MongoDB (a MongoDB-compatible server): the conformance suite, the protocol kit's scenarios, and what is the
+driver's: its imports, indexes, names and clients."""
+
 from __future__ import annotations
 
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 
-from aioflamingock.mongodb import MongoDBAuditStore, MongoDBTargetSystem
-from aioflamingock.testing import AuditStoreConformance
+from aioflamingock import ConfigurationError
+from aioflamingock.mongodb import MongoDBAuditStore, MongoDBContext, MongoDBTargetSystem
+from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ProtocolKit
 
 
 def open_store(uri: str, database: str) -> MongoDBAuditStore:
@@ -44,3 +49,105 @@ def test_without_pymongo_the_error_names_the_extra() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert 'pip install "aioflamingock[mongodb]"' in done.stderr
+
+
+class MongoDBKit(ProtocolKit):
+    """`app` and its store on one database, `other` on a second database (the marker path); a new client per
+    instance. Commits fail through the server's `failCommand` fail point, which answers before applying them: a lost
+    answer here is a commit the server reports as of unknown outcome (a write-concern timeout) that did not happen."""
+
+    def __init__(self, uri: str, client: Any, databases: tuple[str, str]) -> None:
+        super().__init__()
+        self.uri, self.client, self.databases = uri, client, databases
+
+    async def instance(self) -> Instance:
+        from pymongo import AsyncMongoClient
+
+        client: Any = AsyncMongoClient(self.uri, serverSelectionTimeoutMS=5000)
+        self.exit_stack.push_async_callback(client.close)
+        app = MongoDBTargetSystem("app", client=client, database=self.databases[0])
+        other = MongoDBTargetSystem("other", client=client, database=self.databases[1])
+        return Instance(MongoDBAuditStore.from_target(app), app, other)
+
+    def store_without_creating(self, instance: Instance) -> MongoDBAuditStore:
+        return MongoDBAuditStore.from_target(instance.app, create_indexes=False)  # type: ignore[arg-type]
+
+    async def write(self, ctx: MongoDBContext, key: str, amount: int = 1) -> None:
+        await ctx.db.effects.update_one({"_id": key}, {"$inc": {"n": amount}}, upsert=True, session=ctx.session)
+
+    async def count(self, key: str) -> int:
+        found = [await self.client[name].effects.find_one({"_id": key}) for name in self.databases]
+        return sum(document["n"] for document in found if document is not None)
+
+    @asynccontextmanager
+    async def _fail_commits(self, times: int, data: dict[str, Any]) -> AsyncIterator[None]:
+        from pymongo.errors import OperationFailure
+
+        command = {
+            "configureFailPoint": "failCommand",
+            "mode": {"times": times},
+            "data": {"failCommands": ["commitTransaction"], **data},
+        }
+        try:
+            await self.client.admin.command(command)
+        except OperationFailure as exc:
+            pytest.skip(f"the server has no failCommand fail point (mongod needs enableTestCommands=1): {exc}")
+        try:
+            yield
+        finally:
+            await self.client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+            # A transaction whose commit never reached the server is still open there: end it, so that nothing
+            # waits for the server to reap it.
+            await self.client.admin.command({"killAllSessions": []})
+
+    def abort_commits(self, target: Any, times: int) -> Any:
+        return self._fail_commits(times, {"errorCode": 112, "errorLabels": ["TransientTransactionError"]})
+
+    def lose_commit_answers(self, target: Any, times: int) -> Any:
+        # a commit that timed out waiting for its write concern: applied or not, the server cannot say
+        unknown = {"errorCode": 50, "errorLabels": ["UnknownTransactionCommitResult"]}
+        return self._fail_commits(times, unknown)
+
+
+class TestMongoDBProtocol(BackendProtocol):
+    @pytest.fixture
+    async def kit(
+        self, mongodb_uri: str, mongodb_client: Any, mongodb_database: str, mongodb_other_database: str
+    ) -> AsyncIterator[ProtocolKit]:
+        kit = MongoDBKit(mongodb_uri, mongodb_client, (mongodb_database, mongodb_other_database))
+        yield kit
+        await kit.aclose()
+
+
+@pytest.fixture
+def app(mongodb_client: Any, mongodb_database: str) -> MongoDBTargetSystem:
+    return MongoDBTargetSystem("app", client=mongodb_client, database=mongodb_database)
+
+
+async def test_without_create_indexes_a_missing_index_is_named(app: MongoDBTargetSystem) -> None:
+    store = MongoDBAuditStore.from_target(app, create_indexes=False)
+    with pytest.raises(ConfigurationError) as caught:
+        await store.open()
+    assert "createIndex({changeId: 1, seq: -1})" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"database": "a.b"}, "database 'a.b'"),
+        ({"database": ""}, "database ''"),
+        ({"audit_collection": "system.audit"}, "system."),
+        ({"lock_collection": "bad$name"}, "lock_collection"),
+    ],
+)
+def test_bad_names_are_configuration_errors(mongodb_client: Any, options: dict[str, str], fragment: str) -> None:
+    database = options.pop("database", "app")
+    with pytest.raises(ConfigurationError, match=fragment.replace(".", r"\.").replace("$", r"\$")):
+        MongoDBAuditStore.from_target(MongoDBTargetSystem("app", client=mongodb_client, database=database), **options)
+
+
+def test_a_client_that_is_not_async_is_refused(mongodb_uri: str) -> None:
+    from pymongo import MongoClient
+
+    with MongoClient(mongodb_uri, connect=False) as client, pytest.raises(ConfigurationError, match="AsyncMongoClient"):
+        MongoDBTargetSystem("app", client=client, database="app")  # type: ignore[arg-type]

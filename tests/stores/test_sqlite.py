@@ -1,12 +1,18 @@
+"""SQLite: the conformance suite and the protocol kit's scenarios."""
+
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from aioflamingock.sqlite import SQLiteAuditStore, SQLiteTargetSystem
-from aioflamingock.testing import AuditStoreConformance
+from aioflamingock import TransactionAbortedError
+from aioflamingock.sqlite import SQLiteAuditStore, SQLiteContext, SQLiteTargetSystem
+from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ProtocolKit
 
 
 def open_store(path: str) -> SQLiteAuditStore:
@@ -27,3 +33,64 @@ class TestSQLiteAuditStore(AuditStoreConformance):
 
     def process_factory(self) -> tuple[str, list[str]]:
         return "tests.stores.test_sqlite:open_store", [self._db_path]
+
+
+EFFECTS = "CREATE TABLE IF NOT EXISTS effects (key TEXT PRIMARY KEY, n INTEGER NOT NULL)"
+
+
+class SQLiteKit(ProtocolKit):
+    """`app` and its store on one database file, `other` on a second file (the marker path)."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__()
+        self.files = {"app": str(directory / "app.db"), "other": str(directory / "other.db")}
+        for path in self.files.values():
+            with sqlite3.connect(path) as db:
+                db.execute(EFFECTS)
+
+    async def instance(self) -> Instance:
+        app = SQLiteTargetSystem("app", path=self.files["app"])
+        return Instance(SQLiteAuditStore.from_target(app), app, SQLiteTargetSystem("other", path=self.files["other"]))
+
+    async def write(self, ctx: SQLiteContext, key: str, amount: int = 1) -> None:
+        await ctx.connection.execute(
+            "INSERT INTO effects VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET n = n + excluded.n", (key, amount)
+        )
+
+    async def count(self, key: str) -> int:
+        total = 0
+        for path in self.files.values():
+            with sqlite3.connect(path) as db:
+                total += sum(n for (n,) in db.execute("SELECT n FROM effects WHERE key = ?", (key,)))
+        return total
+
+    def lose_commit_answers(self, target: Any, times: int) -> Any:
+        raise NotImplementedError("a commit to a local SQLite file has no answer to lose")
+
+    @asynccontextmanager
+    async def abort_commits(self, target: Any, times: int) -> AsyncIterator[None]:
+        """The database aborts the transaction once its body ran, as MongoDB reports a write conflict."""
+        aborts = [times]
+        real = target.transaction
+
+        @asynccontextmanager
+        async def aborting() -> AsyncIterator[Any]:
+            async with real() as tx:
+                yield tx
+                if aborts[0]:
+                    aborts[0] -= 1
+                    raise TransactionAbortedError("WriteConflict (simulated by the database)")
+
+        target.transaction = aborting
+        try:
+            yield
+        finally:
+            del target.transaction
+
+
+class TestSQLiteProtocol(BackendProtocol):
+    @pytest.fixture
+    async def kit(self, tmp_path: Path) -> AsyncIterator[ProtocolKit]:
+        kit = SQLiteKit(tmp_path)
+        yield kit
+        await kit.aclose()

@@ -125,7 +125,10 @@ def test_every_error_derives_from_the_root() -> None:
     [
         ("aioflamingock.memory", {"InMemoryAuditStore", "InMemoryLock"}),
         ("aioflamingock.sqlite", {"SQLiteAuditStore", "SQLiteContext", "SQLiteTargetSystem", "SQLiteTransaction"}),
-        ("aioflamingock.testing", {"AuditStoreConformance", "assert_no_overlap", "make_entry"}),
+        (
+            "aioflamingock.testing",
+            {"AuditStoreConformance", "BackendProtocol", "Instance", "ProtocolKit", "assert_no_overlap", "make_entry"},
+        ),
         (
             "aioflamingock.dynamodb",
             {
