@@ -47,6 +47,7 @@ from ._model import (
     RunStatus,
     TxStrategy,
 )
+from ._remedy import Remedy, RemedyAction
 
 __version__ = "0.1.0"
 
@@ -90,6 +91,8 @@ __all__ = [
     "PlannedAction",
     "PlannedChange",
     "Recovery",
+    "Remedy",
+    "RemedyAction",
     "RollbackFailedError",
     "RunError",
     "RunReport",

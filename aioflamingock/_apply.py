@@ -42,7 +42,7 @@ from ._model import (
     utc_now,
 )
 from ._redact import library_logger, redact
-from ._resolver import fix_command
+from ._remedy import Remedy
 from ._unawaited import watch_unawaited
 
 __all__ = ["Applier"]
@@ -185,8 +185,9 @@ class Applier:
                 f"change {spec.id!r} ({spec.where()}): its {method} {problem}. Some of its writes may be committed "
                 "although it failed, so it is recorded as failed and needs a human whatever its recovery. Inside a "
                 "transactional change, make every write through the context's transaction and never commit, roll "
-                f"back or begin one yourself; check the data, then run `{fix_command(spec.id)}`",
+                "back or begin one yourself",
                 spec.id,
+                remedy=Remedy.fix(spec.id),
             ) from cause
 
     # -- apply --------------------------------------------------------------------------------------------------

@@ -42,17 +42,20 @@ from . import (
     Event,
     EventKind,
     Flamingock,
+    FlamingockError,
     Health,
     LockInfo,
     ManualInterventionRequiredError,
     PendingChangesError,
     PlannedAction,
     PlannedChange,
+    Remedy,
+    RemedyAction,
     RunReport,
     RunStatus,
 )
 from ._discovery import order_from_module_name
-from ._redact import redact
+from .backend import redact
 
 try:
     import typer
@@ -101,7 +104,6 @@ PLACEHOLDER_TARGET = "TODO-target-system"
 _JSON_HELP = "Print machine-readable JSON on stdout."
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9 _-]{0,99}$")
 _TARGET_LINE = re.compile(r"""^\s*target_system\s*=\s*["']([^"'\\]+)["']""", re.MULTILINE)
-_COMMAND_IN_TEXT = re.compile(r"\baioflamingock (?=(?:fix|unlock|issues|run|undo|audit)\b)")
 
 log = logging.getLogger("aioflamingock")
 
@@ -213,11 +215,28 @@ class _Settings:
     out: Console
     err: Console
 
-    def suggest(self, text: str) -> str:
-        """`text` with `--app ...` inserted into the aioflamingock commands it suggests."""
-        if not self.app_given or self.app is None:
-            return text
-        return _COMMAND_IN_TEXT.sub(f"aioflamingock --app {shlex.quote(self.app)} ", text)
+    def command(self, rest: str) -> str:
+        """An aioflamingock command line to suggest: it repeats `--app` when that was given on the command line."""
+        app = f"--app {shlex.quote(self.app)} " if self.app_given and self.app is not None else ""
+        return f"aioflamingock {app}{rest}"
+
+    def remedy_command(self, remedy: Remedy) -> str:
+        """The command that carries a remedy out."""
+        if remedy.action is RemedyAction.FIX:
+            return self.command(f"fix {remedy.change_id} --as {'|'.join(remedy.resolutions)}")
+        return self.command("unlock --force")
+
+    def remedy_words(self, remedy: Remedy) -> str:
+        """A remedy, in the command line's words."""
+        if remedy.action is RemedyAction.FIX:
+            return f"check the data, then run `{self.remedy_command(remedy)}`"
+        return f"if its holder is gone, free the lock: `{self.remedy_command(remedy)}`"
+
+    def describe(self, exc: BaseException) -> str:
+        """`Type: message`, redacted, its remedy (if any) in the command line's words."""
+        if isinstance(exc, FlamingockError) and exc.remedy is not None:
+            return redact(f"{type(exc).__name__}: {exc.summary}; {self.remedy_words(exc.remedy)}")
+        return _describe(exc)
 
     def note(self, text: str, style: str = "yellow") -> None:
         self.err.print(Text(text, style=style))
@@ -254,13 +273,13 @@ def _report_error(settings: _Settings, exc: BaseException) -> int:
     """One red line (the message), the cause if it adds anything, a hint; the traceback only with --verbose."""
     if settings.verbose:
         settings.err.print(Text(redact("".join(traceback.format_exception(exc))), style="dim"))
-    message = settings.suggest(redact(str(exc)) if isinstance(exc, CliError) else _describe(exc))
+    message = redact(str(exc)) if isinstance(exc, CliError) else settings.describe(exc)
     settings.err.print(Text(f"error: {message}", style="bold red"))
     cause = exc.__cause__
-    if cause is not None and redact(str(cause)) not in message:
+    if cause is not None and redact(getattr(cause, "summary", str(cause))) not in message:
         settings.err.print(Text(f"  caused by: {_describe(cause)}", style="red"))
     if isinstance(exc, ManualInterventionRequiredError):
-        settings.note(f"  see what ran: {settings.suggest(f'aioflamingock issues get {exc.change_id}')}")
+        settings.note(f"  see what ran: {settings.command(f'issues get {exc.change_id}')}")
     return _exit_code(exc)
 
 
@@ -355,12 +374,20 @@ def _millis(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
-def _plan_json(plan: Sequence[PlannedChange]) -> list[dict[str, str]]:
-    return [{"changeId": p.change_id, "action": p.action.value, "reason": p.reason} for p in plan]
+def _plan_json(settings: _Settings, plan: Sequence[PlannedChange]) -> list[dict[str, Any]]:
+    return [
+        {
+            "changeId": p.change_id,
+            "action": p.action.value,
+            "reason": p.reason,
+            **({} if p.remedy is None else {"fix": settings.remedy_command(p.remedy), "remedy": p.remedy.to_dict()}),
+        }
+        for p in plan
+    ]
 
 
-def _issue_json(issue: ChangeIssue) -> dict[str, str]:
-    return {"changeId": issue.change_id, "state": issue.state.value, "reason": issue.reason, "fix": issue.fix_command}
+def _issue_json(settings: _Settings, issue: ChangeIssue) -> dict[str, Any]:
+    return {**issue.to_dict(), "fix": settings.remedy_command(issue.remedy)}
 
 
 def _report_json(report: RunReport) -> dict[str, Any]:
@@ -502,11 +529,12 @@ def _show_report(settings: _Settings, report: RunReport, as_json: bool) -> None:
 async def _plan(fl: Flamingock, settings: _Settings, as_json: bool) -> int:
     plan = await fl.plan()
     if as_json:
-        _write_json(_plan_json(plan))
+        _write_json(_plan_json(settings, plan))
         return EXIT_OK
     table = _table("Change", "Action", "Reason")
     for p in plan:
-        table.add_row(p.change_id, Text(p.action.value, style=_ACTION_STYLES[p.action]), settings.suggest(p.reason))
+        reason = p.reason if p.remedy is None else f"{p.reason}; {settings.remedy_words(p.remedy)}"
+        table.add_row(p.change_id, Text(p.action.value, style=_ACTION_STYLES[p.action]), reason)
     settings.out.print(table)
     pending = sum(1 for p in plan if p.action is not PlannedAction.SKIP)
     settings.out.print(f"{len(plan)} change(s), {pending} not applied")
@@ -514,13 +542,16 @@ async def _plan(fl: Flamingock, settings: _Settings, as_json: bool) -> int:
 
 
 async def _validate(fl: Flamingock, settings: _Settings, as_json: bool) -> int:
-    try:
-        await fl.validate()
-    except PendingChangesError as exc:
+    """What `Flamingock.validate()` checks, from the plan, so that a remedy reads as a command."""
+    pending = [p for p in await fl.plan() if p.action is not PlannedAction.SKIP]
+    if pending:
         if as_json:
-            _write_json({"upToDate": False, "pending": exc.pending})
+            _write_json({"upToDate": False, "pending": [p.change_id for p in pending]})
         else:
-            settings.out.print(Text(settings.suggest(str(exc)), style="yellow"))
+            settings.out.print(Text(f"{len(pending)} change(s) pending:", style="yellow"))
+            for p in pending:
+                reason = p.reason if p.remedy is None else f"{p.reason}; {settings.remedy_words(p.remedy)}"
+                settings.out.print(Text(f"  - {p.change_id}: {p.action.value} ({reason})", style="yellow"))
         return EXIT_PENDING
     if as_json:
         _write_json({"upToDate": True, "pending": []})
@@ -561,7 +592,7 @@ async def _lock_note(fl: Flamingock, settings: _Settings) -> None:
     if info is not None and info.remaining_seconds > 0:
         settings.note(
             f"note: the lock is {_describe_lock(info)}; a change it is applying right now is not listed "
-            f"(see {settings.suggest('aioflamingock unlock')})"
+            f"(see {settings.command('unlock')})"
         )
 
 
@@ -569,21 +600,21 @@ async def _issues(fl: Flamingock, settings: _Settings, as_json: bool) -> int:
     issues = await fl.issues()
     await _lock_note(fl, settings)
     if as_json:
-        _write_json([_issue_json(i) for i in issues])
+        _write_json([_issue_json(settings, i) for i in issues])
         return EXIT_OK
     if not issues:
         settings.out.print(Text("✓ no change needs manual intervention", style="green"))
         return EXIT_OK
     table = _table("Change", "State", "Reason")
     for issue in issues:
-        table.add_row(issue.change_id, Text(issue.state.value, style="bold red"), settings.suggest(issue.reason))
+        table.add_row(issue.change_id, Text(issue.state.value, style="bold red"), issue.reason)
     settings.out.print(table)
-    hint = "aioflamingock issues get ID shows what each ran; after checking the target, aioflamingock fix ID --as ..."
-    settings.out.print(settings.suggest(hint))
+    hint = f"{settings.command('issues get ID')} shows what each ran; after checking the target, "
+    settings.out.print(hint + settings.command("fix ID --as ..."))
     return EXIT_OK
 
 
-async def _issue_detail(fl: Flamingock, change_id: str) -> tuple[ChangeIssue, list[AuditEntry]]:
+async def _issue_detail(fl: Flamingock, settings: _Settings, change_id: str) -> tuple[ChangeIssue, list[AuditEntry]]:
     issue = next((i for i in await fl.issues() if i.change_id == change_id), None)
     entries = [e async for e in fl.history() if e.change_id == change_id]
     if issue is not None:
@@ -597,22 +628,22 @@ async def _issue_detail(fl: Flamingock, change_id: str) -> tuple[ChangeIssue, li
     if info is not None and info.remaining_seconds > 0 and info.owner.endswith(f"/{last.execution_id}"):
         raise CliError(
             f"change {change_id!r} ({last.state.value}) belongs to the run that holds the lock: "
-            f"{_describe_lock(info)}. If that run is gone, free the lock: aioflamingock unlock --force",
+            f"{_describe_lock(info)}; {settings.remedy_words(Remedy.force_unlock())}",
             EXIT_FAILURE,
         )
     raise CliError(f"change {change_id!r} needs no manual intervention (its state: {last.state.value})", EXIT_FAILURE)
 
 
 async def _issue(fl: Flamingock, settings: _Settings, change_id: str, as_json: bool) -> int:
-    issue, entries = await _issue_detail(fl, change_id)
+    issue, entries = await _issue_detail(fl, settings, change_id)
     if as_json:
-        _write_json({**_issue_json(issue), "entries": [e.to_document() for e in entries]})
+        _write_json({**_issue_json(settings, issue), "entries": [e.to_document() for e in entries]})
         return EXIT_OK
     last = entries[-1] if entries else None
     facts = Table.grid(padding=(0, 2))
     facts.add_row("Change", issue.change_id)
     facts.add_row("State", Text(issue.state.value, style="bold red"))
-    facts.add_row("Reason", settings.suggest(issue.reason))
+    facts.add_row("Reason", issue.reason)
     if last is not None:
         facts.add_row(
             "Last run", f"{last.execution_id} on {last.execution_hostname or '?'} at {_when(last.created_at)}"
@@ -623,8 +654,7 @@ async def _issue(fl: Flamingock, settings: _Settings, change_id: str, as_json: b
     if last is not None and last.error_trace:
         settings.out.print(Text(last.error_trace.rstrip(), style="red"))
     _print_entries(settings, entries)
-    hint = f"Check the target system, then record what happened: {issue.fix_command}"
-    settings.out.print(settings.suggest(hint))
+    settings.out.print(f"Check the target system, then record what happened: {settings.remedy_command(issue.remedy)}")
     return EXIT_OK
 
 
@@ -676,6 +706,11 @@ async def _unlock(fl: Flamingock, settings: _Settings, force: bool) -> int:
     return EXIT_OK
 
 
+def _check_json(settings: _Settings, check: DoctorCheck) -> dict[str, Any]:
+    found = check.to_dict()
+    return found if check.remedy is None else {**found, "fix": settings.remedy_command(check.remedy)}
+
+
 def _check_line(check: DoctorCheck) -> Text:
     mark, style = ("✓", "green") if check.ok else ("✗", "bold red")
     line = Text(f"{mark} ", style=style)
@@ -688,12 +723,13 @@ async def _doctor(fl: Flamingock, settings: _Settings, seconds: float, as_json: 
     checks = await fl.doctor(timeout_seconds=seconds)
     failed = [c for c in checks if not c.ok]
     if as_json:
-        _write_json({"ok": not failed, "checks": [c.to_dict() for c in checks]})
+        _write_json({"ok": not failed, "checks": [_check_json(settings, c) for c in checks]})
         return EXIT_FAILURE if failed else EXIT_OK
     for check in checks:
         settings.out.print(_check_line(check))
-        if check.fix and not check.ok:
-            settings.out.print(Text(f"    fix: {settings.suggest(check.fix)}", style="yellow"))
+        if not check.ok and (check.fix or check.remedy):
+            fix = settings.remedy_words(check.remedy) if check.remedy is not None else check.fix
+            settings.out.print(Text(f"    fix: {fix}", style="yellow"))
     summary = f"{len(failed)} problem(s) found" if failed else "everything a run needs is in place"
     settings.out.print(Text(summary, style="bold red" if failed else "bold green"))
     return EXIT_FAILURE if failed else EXIT_OK

@@ -9,22 +9,22 @@ import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Literal, NoReturn, Self, TypeVar
 
-import anyio
 import pydantic_core
 
 from . import _tracing
 from ._apply import Applier
 from ._change import ChangeSpec
 from ._discovery import ChangeSource, load_changes
+from ._doctor import doctor
 from ._errors import (
     ChangeFailedError,
     ClosedResourceError,
     ConfigurationError,
-    CorruptAuditError,
+    FlamingockError,
     LockLostError,
     ManualInterventionRequiredError,
     PendingChangesError,
@@ -32,13 +32,12 @@ from ._errors import (
     RunError,
 )
 from ._events import Event, EventKind, Listener, notify
+from ._health import health
 from ._interfaces import (
     AuditStore,
     TargetSystem,
     TransactionalTargetSystem,
     check_identifier,
-    corrupt_entries,
-    set_while,
 )
 from ._lock import LockKeeper
 from ._model import (
@@ -59,8 +58,8 @@ from ._model import (
     RunReport,
     RunStatus,
 )
+from ._planning import PlanRow, blocking, issues, live_execution, read_plan
 from ._redact import library_logger, redact
-from ._resolver import fix_command, needs_marker_check, resolve
 
 __all__ = ["DISABLE_ENV_VAR", "Flamingock", "NonIdempotentRetryWarning"]
 
@@ -80,16 +79,6 @@ class _State(enum.Enum):
     NEW = "new"
     OPEN = "open"
     CLOSED = "closed"
-
-
-_Plan = list[tuple[ChangeSpec, PlannedAction, str, AuditEntry | None]]
-
-
-def _live_execution(info: LockInfo | None) -> str | None:
-    """The execution id of the run holding the lock right now (owners are `host/pid/executionId`), if any."""
-    if info is None or info.remaining_seconds <= 0:
-        return None
-    return info.owner.rsplit("/", 1)[-1]
 
 
 def _lock_options(lock: object) -> LockOptions:
@@ -256,65 +245,32 @@ class Flamingock:
 
     # -- planning -----------------------------------------------------------------------------------------------
 
-    async def _marker_found(self, spec: ChangeSpec, entry: AuditEntry | None) -> bool | None:
-        target = self.target_systems[spec.target_system]
-        if entry is None or not needs_marker_check(entry) or not isinstance(target, TransactionalTargetSystem):
-            return None
-        marker = await target.read_marker(spec.id)
-        return marker is not None and marker.execution_id == entry.execution_id
-
-    async def _resolve_each(self, specs: list[ChangeSpec]) -> _Plan:
-        """Each change's action from its own state alone."""
-        states = await self.audit_store.current_states([s.id for s in specs])
-        plan: _Plan = []
-        for spec in specs:
-            entry = states.get(spec.id)
-            action, reason = resolve(spec, entry, marker_found=await self._marker_found(spec, entry))
-            plan.append((spec, action, reason, entry))
-        return plan
-
-    async def _plan(self, specs: list[ChangeSpec]) -> _Plan:
+    async def _plan(self, specs: list[ChangeSpec]) -> list[PlanRow]:
         """The run's plan: a change needing manual intervention blocks every later pending change."""
-        plan: _Plan = []
-        blocked_by: str | None = None
-        for spec, action, reason, entry in await self._resolve_each(specs):
-            if blocked_by is not None and action is not PlannedAction.SKIP:
-                action, reason = PlannedAction.BLOCKED, f"after {blocked_by!r}, which needs manual intervention"
-            elif action is PlannedAction.MANUAL_INTERVENTION:
-                blocked_by = spec.id
-            plan.append((spec, action, reason, entry))
-        return plan
+        return blocking(await read_plan(self.audit_store, self.target_systems, specs))
 
     async def plan(self) -> list[PlannedChange]:
         """What `run()` would do with each change, without taking the lock or writing anything."""
         specs = self.changes()
         async with self._session():
-            return [PlannedChange(spec.id, action, reason) for spec, action, reason, _ in await self._plan(specs)]
+            return [row.planned() for row in await self._plan(specs)]
 
     async def validate(self) -> None:
         """Raise `PendingChangesError` if a run would apply anything or a change needs manual intervention."""
         pending = [p for p in await self.plan() if p.action is not PlannedAction.SKIP]
         if pending:
-            lines = "\n".join(f"  - {p.change_id}: {p.action.value} ({p.reason})" for p in pending)
+            lines = "\n".join(
+                f"  - {p.change_id}: {p.action.value} ({p.reason}{'' if p.remedy is None else f'; {p.remedy}'})"
+                for p in pending
+            )
             raise PendingChangesError(f"{len(pending)} change(s) pending:\n{lines}", [p.change_id for p in pending])
 
     async def issues(self) -> list[ChangeIssue]:
         """The changes that need a human to say whether they ran (`fix`)."""
         specs = self.changes()
         async with self._session():
-            return self._issues(await self._resolve_each(specs), await self._holder())
-
-    async def _holder(self) -> str | None:
-        return _live_execution(await self.audit_store.lock.read(self.service))
-
-    @staticmethod
-    def _issues(plan: _Plan, holder: str | None) -> list[ChangeIssue]:
-        """Changes whose outcome is unknown, except those the lock's live holder is applying right now."""
-        return [
-            ChangeIssue(spec.id, entry.state, reason, fix_command(spec.id))
-            for spec, action, reason, entry in plan
-            if action is PlannedAction.MANUAL_INTERVENTION and entry is not None and entry.execution_id != holder
-        ]
+            rows = await read_plan(self.audit_store, self.target_systems, specs)
+            return issues(rows, live_execution(await self.audit_store.lock.read(self.service)))
 
     # -- probing ------------------------------------------------------------------------------------------------
 
@@ -322,22 +278,7 @@ class Flamingock:
         """For a readiness probe: whether the audit store answers within `timeout_seconds` and no change needs
         manual intervention. Reads the audit (and markers) once; takes no lock, writes nothing, and reports a
         store failure in the result instead of raising. Invalid changes still raise `ConfigurationError`."""
-        specs = self.changes()
-        try:
-            with anyio.fail_after(timeout_seconds):
-                async with self._session():
-                    plan = await self._resolve_each(specs)
-                    holder = await self._holder()
-        except TimeoutError:
-            return Health(False, error=f"the audit store did not answer within {timeout_seconds:g} s")
-        except (ConfigurationError, ClosedResourceError):
-            raise
-        except Exception as exc:
-            return Health(False, error=redact(f"{type(exc).__name__}: {exc}"))
-        issues = self._issues(plan, holder)
-        stuck = {i.change_id for i in issues}
-        pending = [s.id for s, action, _, _ in plan if action is not PlannedAction.SKIP and s.id not in stuck]
-        return Health(True, issues, pending)
+        return await health(self, timeout_seconds)
 
     async def doctor(self, *, timeout_seconds: float = 10.0) -> list[DoctorCheck]:
         """Check everything a run needs and say how to fix each problem: the changes load and pass their checks;
@@ -345,79 +286,7 @@ class Flamingock:
         the privileges it needs; who holds the lock; which changes need manual intervention.
 
         Creates nothing and writes nothing. Never raises for what it finds."""
-        checks: list[DoctorCheck] = []
-        specs: list[ChangeSpec] | None = None
-        try:
-            specs = self.changes()
-            checks.append(DoctorCheck("changes", "load", True, f"{len(specs)} change(s) load and pass every check"))
-        except ConfigurationError as exc:
-            fix = "fix the change as the message says"
-            checks += [DoctorCheck("changes", "load", False, problem, fix) for problem in exc.problems]
-        for resource in self._resources():
-            with anyio.move_on_after(timeout_seconds) as scope:
-                found = await resource.doctor()
-            if scope.cancelled_caught:
-                found = [
-                    DoctorCheck(
-                        resource.subject(),
-                        "reachable",
-                        False,
-                        f"{resource.describe()} did not answer within {timeout_seconds:g} s",
-                        "check that the server is up and reachable from this host",
-                    )
-                ]
-            checks += found
-        store = [c for c in checks if c.subject == self.audit_store.subject()]
-        if all(c.ok for c in store) and any(c.check == "reachable" for c in store):
-            checks += await self._doctor_audit(specs, timeout_seconds)
-        return checks
-
-    async def _doctor_audit(self, specs: list[ChangeSpec] | None, timeout_seconds: float) -> list[DoctorCheck]:
-        """The lock and the changes' states, read through the store as a run would."""
-        checks: list[DoctorCheck] = []
-        try:
-            with anyio.fail_after(timeout_seconds):
-                async with AsyncExitStack() as stack:  # opened without preparing: nothing is created
-                    for resource in self._resources():
-                        await stack.enter_async_context(resource._doctor_resource())
-                    info = await self.audit_store.lock.read(self.service)
-                    corrupt: list[CorruptAuditError] = []
-                    with set_while(corrupt_entries, corrupt):
-                        count = sum([1 async for _ in self.audit_store.history()])
-                    plan = await self._resolve_each(specs) if specs is not None else None
-        except CorruptAuditError as exc:
-            return [DoctorCheck("audit store", "read", False, redact(str(exc)), exc.fix)]
-        except Exception as exc:
-            detail = redact(f"{type(exc).__name__}: {exc}")
-            return [
-                DoctorCheck(
-                    "audit store", "read", False, detail, "the error says what failed: fix it, then run doctor again"
-                )
-            ]
-        checks += [DoctorCheck("audit", "entry", False, redact(str(e)), e.fix) for e in corrupt]
-        if not corrupt:
-            checks.append(DoctorCheck("audit", "entries", True, f"all {count} entries readable"))
-        if info is not None and info.problem is not None:
-            fix = "run `aioflamingock unlock --force`, or let the next run take it over"
-            checks.append(
-                DoctorCheck("lock", self.service, False, f"corrupt record of {info.owner}: {info.problem}", fix)
-            )
-        elif info is None or info.remaining_seconds <= 0:
-            checks.append(DoctorCheck("lock", self.service, True, "free"))
-        else:
-            detail = f"held by {info.owner} for {info.remaining_seconds:.0f} s more (token {info.token})"
-            checks.append(DoctorCheck("lock", self.service, True, detail))
-        if plan is not None:
-            issues = self._issues(plan, _live_execution(info))
-            checks += [
-                DoctorCheck("changes", "issues", False, f"{i.change_id}: {i.state.value}, {i.reason}", i.fix_command)
-                for i in issues
-            ]
-            if not issues:
-                pending = sum(1 for _, action, _, _ in plan if action is not PlannedAction.SKIP)
-                detail = f"none need manual intervention; {pending} pending"
-                checks.append(DoctorCheck("changes", "issues", True, detail))
-        return checks
+        return await doctor(self, timeout_seconds)
 
     # -- running ------------------------------------------------------------------------------------------------
 
@@ -480,7 +349,7 @@ class Flamingock:
     async def _run(
         self, specs: list[ChangeSpec], execution_id: str, results: list[ChangeResult], started: float
     ) -> RunReport:
-        if all(action is PlannedAction.SKIP for _, action, _, _ in await self._plan(specs)):
+        if not any(row.pending for row in await self._plan(specs)):
             results += [ChangeResult(s.id, ChangeOutcome.ALREADY_APPLIED) for s in specs]
             return self._report(execution_id, specs, results, started, RunStatus.NO_CHANGES)
         # Whatever is pending, even a change that looks stuck, is judged again under the lock: another
@@ -492,14 +361,15 @@ class Flamingock:
         await self._under_lock(execution_id, apply_all)
         return self._report(execution_id, specs, results, started, RunStatus.SUCCESS)
 
-    async def _apply_all(self, plan: _Plan, applier: Applier, results: list[ChangeResult]) -> None:
-        for spec, action, reason, entry in plan:
+    async def _apply_all(self, plan: list[PlanRow], applier: Applier, results: list[ChangeResult]) -> None:
+        for row in plan:
+            spec, action, entry = row.spec, row.action, row.entry
             if action is PlannedAction.SKIP:
                 results.append(ChangeResult(spec.id, ChangeOutcome.ALREADY_APPLIED))
                 continue
             if action is PlannedAction.MANUAL_INTERVENTION:  # every later change is BLOCKED: never reached
                 results.append(ChangeResult(spec.id, ChangeOutcome.NEEDS_MANUAL_INTERVENTION))
-                self._stop_for_issue(spec, reason, entry)
+                self._stop_for_issue(row)
             await notify(self._listeners, Event(EventKind.CHANGE_STARTED, applier.execution_id, spec.id))
             attributes = {
                 "aioflamingock.change_id": spec.id,
@@ -515,7 +385,7 @@ class Flamingock:
                     logger.info(
                         "applying change %r (%s)",
                         spec.id,
-                        reason,
+                        row.reason,
                         extra={**self._log, "execution_id": applier.execution_id, "change_id": spec.id},
                     )
                     result = await applier.apply(spec)
@@ -527,16 +397,21 @@ class Flamingock:
             await notify(self._listeners, Event(EventKind.CHANGE_FINISHED, applier.execution_id, spec.id, result))
             if result.outcome is ChangeOutcome.FAILED:
                 assert result.error is not None
-                text = f"change {spec.id!r} failed: {type(result.error).__name__}: {result.error}"
-                consequence = applier.consequence(spec, result.error)
+                error = result.error
+                remedy = error.remedy if isinstance(error, FlamingockError) else None
+                described = error.summary if isinstance(error, FlamingockError) else str(error)
+                text = f"change {spec.id!r} failed: {type(error).__name__}: {described}"
+                consequence = applier.consequence(spec, error)
                 text = f"{text}. {consequence}" if consequence else text
-                raise ChangeFailedError(redact(text), spec.id) from result.error
+                raise ChangeFailedError(redact(text), spec.id, remedy=remedy) from error
 
     @staticmethod
-    def _stop_for_issue(spec: ChangeSpec, reason: str, entry: AuditEntry | None) -> NoReturn:
-        state = entry.state.value if entry is not None else "?"
+    def _stop_for_issue(row: PlanRow) -> NoReturn:
+        state = row.entry.state.value if row.entry is not None else "?"
         raise ManualInterventionRequiredError(
-            f"change {spec.id!r} needs manual intervention: its state is {state}, {reason}", spec.id
+            f"change {row.spec.id!r} needs manual intervention: its state is {state}, {row.reason}",
+            row.spec.id,
+            remedy=row.remedy,
         )
 
     def _report(

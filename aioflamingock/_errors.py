@@ -32,6 +32,7 @@ from ._redact import redact
 
 if TYPE_CHECKING:
     from ._model import RunReport
+    from ._remedy import Remedy
 
 __all__ = [
     "ChangeFailedError",
@@ -58,7 +59,18 @@ __all__ = [
 
 
 class FlamingockError(Exception):
-    """Root of every exception aioflamingock raises."""
+    """Root of every exception aioflamingock raises.
+
+    `remedy`, when the engine knows one, says what a human can do about it, as data; the message then ends with
+    it in the library's words (`str(remedy)`), after `summary`, the message without it. The command line words
+    it as a command instead."""
+
+    remedy: Remedy | None = None
+
+    def __init__(self, message: str = "", *, remedy: Remedy | None = None) -> None:
+        super().__init__(message if remedy is None else f"{message}; {remedy}")
+        self.summary = message
+        self.remedy = remedy
 
 
 class ConfigurationError(FlamingockError):
@@ -92,8 +104,8 @@ class ChangeMisuseError(FlamingockError):
     """Whether the change's writes may be committed although it failed: then a later run never applies it
     again by itself, whatever its `recovery`; a human checks the data and says what happened (`fix`)."""
 
-    def __init__(self, message: str, change_id: str | None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, change_id: str | None, *, remedy: Remedy | None = None) -> None:
+        super().__init__(message, remedy=remedy)
         self.change_id = change_id
 
 
@@ -124,16 +136,19 @@ class RunError(FlamingockError):
 
     report: RunReport | None
 
-    def __init__(self, message: str, report: RunReport | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, report: RunReport | None = None, *, remedy: Remedy | None = None) -> None:
+        super().__init__(message, remedy=remedy)
         self.report = report
 
 
 class ChangeFailedError(RunError):
-    """A change's `execute` raised. The change's own exception is `__cause__`."""
+    """A change's `execute` raised. The change's own exception is `__cause__`; `remedy` is set when its writes may
+    be committed and a human must say what happened."""
 
-    def __init__(self, message: str, change_id: str, report: RunReport | None = None) -> None:
-        super().__init__(message, report)
+    def __init__(
+        self, message: str, change_id: str, report: RunReport | None = None, *, remedy: Remedy | None = None
+    ) -> None:
+        super().__init__(message, report, remedy=remedy)
         self.change_id = change_id
 
 
@@ -146,10 +161,12 @@ class RollbackFailedError(RunError):
 
 
 class ManualInterventionRequiredError(RunError):
-    """A change's recorded state means nobody knows whether it ran; a human must say (`fix`)."""
+    """A change's recorded state means nobody knows whether it ran; a human must say (`fix`): see `remedy`."""
 
-    def __init__(self, message: str, change_id: str, report: RunReport | None = None) -> None:
-        super().__init__(message, report)
+    def __init__(
+        self, message: str, change_id: str, report: RunReport | None = None, *, remedy: Remedy | None = None
+    ) -> None:
+        super().__init__(message, report, remedy=remedy)
         self.change_id = change_id
 
 
@@ -187,10 +204,15 @@ class TransactionOutcomeUnknownError(StoreError):
 class CorruptAuditError(StoreError):
     """An audit entry the store holds cannot be read back (a field missing, of the wrong kind, or not one of its
     values): tampered with, or written by something else. `where` names the store and the entry, `field` the field,
-    `fix` what to do. A run stops on one that is the newest entry of a declared change, since its state is then
-    unknown; `history()` skips it with a warning, and `doctor()` lists every one."""
+    `fix` what to do with the entry, and `remedy` what to record afterwards when the entry names its change. A
+    run stops on one that is the newest entry of a declared change, since its state is then unknown; `history()`
+    skips it with a warning, and `doctor()` lists every one."""
 
-    def __init__(self, where: str, field: str, problem: str, fix: str) -> None:
+    def __init__(self, where: str, field: str, problem: str, fix: str, *, change_id: object = None) -> None:
+        from ._remedy import Remedy
+
         # `problem` quotes what the store holds, which may be anything, a credential included
-        super().__init__(redact(f"{where}: this audit entry cannot be read: {field} {problem}. To fix it: {fix}"))
+        message = redact(f"{where}: this audit entry cannot be read: {field} {problem}. To fix it: {fix}")
+        # once the entry is corrected or removed, a human says what is true of the change it names, if any
+        super().__init__(message, remedy=Remedy.fix(change_id) if isinstance(change_id, str) else None)
         self.where, self.field, self.fix = where, field, fix

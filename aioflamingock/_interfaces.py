@@ -93,9 +93,9 @@ corrupt_entries: ContextVar[list[CorruptAuditError] | None] = ContextVar("aiofla
 
 
 def entry_fix(remove: str, change_id: object) -> str:
-    """What to do with a corrupt entry: correct it, or remove it (`remove` says how) and record the truth."""
-    then = f"aioflamingock fix {change_id} --as applied|rolled-back" if isinstance(change_id, str) else "fix"
-    return f"correct that field, or remove the entry ({remove}) and then record what is true with `{then}`"
+    """What to do with a corrupt entry: correct it, or remove it (`remove` says how) and record the truth (the
+    error's `remedy`, when the entry names its change)."""
+    return f"correct that field, or remove the entry ({remove})"
 
 
 def decode_entry(document: dict[str, Any], *, where: str, fix: str) -> AuditEntry:
@@ -107,7 +107,9 @@ def decode_entry(document: dict[str, Any], *, where: str, fix: str) -> AuditEntr
         error = exc.errors()[0]
         field = ".".join(str(part) for part in error.get("loc", ())) or "the entry"
         found = f"is {error['input']!r}" if error.get("type") != "missing" else "is missing"
-        raise CorruptAuditError(where, field, f"{found} ({first_lower(error.get('msg', 'invalid'))})", fix) from None
+        problem = f"{found} ({first_lower(error.get('msg', 'invalid'))})"
+        change_id = document.get("changeId", document.get("change_id"))
+        raise CorruptAuditError(where, field, problem, fix, change_id=change_id) from None
 
 
 def skip_corrupt(decode: Callable[[], AuditEntry]) -> AuditEntry | None:

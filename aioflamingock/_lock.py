@@ -12,6 +12,7 @@ from ._errors import LockAcquisitionTimeoutError, LockLostError, StoreUnavailabl
 from ._interfaces import Lock
 from ._model import Fence, LockInfo, LockLease, LockOptions
 from ._redact import library_logger, redact
+from ._remedy import Remedy
 
 __all__ = ["LockKeeper"]
 
@@ -51,7 +52,8 @@ class LockKeeper:
                 return lease
             left = deadline - time.monotonic()
             if left <= 0:
-                raise LockAcquisitionTimeoutError(self._timeout_message(holder))
+                remedy = None if holder is None else Remedy.force_unlock()
+                raise LockAcquisitionTimeoutError(self._timeout_message(holder), remedy=remedy)
             wait = min(self._options.retry_interval_seconds, left)
             if holder is not None:
                 wait = min(wait, max(holder.remaining_seconds, 0.0))
@@ -73,8 +75,7 @@ class LockKeeper:
             return f"could not acquire lock {self._key!r} within {seconds:g}s"
         return (
             f"could not acquire lock {self._key!r} within {seconds:g}s: held by {holder.owner!r} "
-            f"(lease ends in {holder.remaining_seconds:.1f}s). If that instance is gone, wait for its lease to "
-            f"end, or run `aioflamingock unlock --force`."
+            f"(lease ends in {holder.remaining_seconds:.1f}s): wait for its lease to end"
         )
 
     def check_lease(self) -> None:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 from ._errors import ConfigurationError
+from ._remedy import Remedy
 
 __all__ = [
     "DEFAULT_ACQUIRE_TIMEOUT_SECONDS",
@@ -290,21 +291,33 @@ class PlannedAction(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PlannedChange:
-    """One line of `Flamingock.plan()`: a change, what a run would do with it, and why."""
+    """One line of `Flamingock.plan()`: a change, what a run would do with it, and why; for a change that needs
+    manual intervention, what a human can do about it."""
 
     change_id: str
     action: PlannedAction
     reason: str
+    remedy: Remedy | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ChangeIssue:
-    """A change that needs a human (`Flamingock.issues()`): its state, why, and the command that resolves it."""
+    """A change that needs a human (`Flamingock.issues()`): its state, why, and what resolves it."""
 
     change_id: str
     state: AuditState
     reason: str
-    fix_command: str
+    remedy: Remedy
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: `fix` in the library's words, `remedy` as data."""
+        return {
+            "changeId": self.change_id,
+            "state": self.state.value,
+            "reason": self.reason,
+            "fix": str(self.remedy),
+            "remedy": self.remedy.to_dict(),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,9 +332,19 @@ class DoctorCheck:
     detail: str
     fix: str | None = None
     """What to do about it, when `ok` is false."""
+    remedy: Remedy | None = None
+    """The same, as data, when it is something the library can do (`fix`, `force_unlock`)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"subject": self.subject, "check": self.check, "ok": self.ok, "detail": self.detail, "fix": self.fix}
+        remedy = None if self.remedy is None else self.remedy.to_dict()
+        return {
+            "subject": self.subject,
+            "check": self.check,
+            "ok": self.ok,
+            "detail": self.detail,
+            "fix": self.fix,
+            "remedy": remedy,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,10 +368,7 @@ class Health:
         return {
             "ready": self.ready,
             "auditStoreReachable": self.audit_store_reachable,
-            "issues": [
-                {"changeId": i.change_id, "state": i.state.value, "reason": i.reason, "fix": i.fix_command}
-                for i in self.issues
-            ],
+            "issues": [i.to_dict() for i in self.issues],
             "pending": list(self.pending),
             "error": self.error,
         }

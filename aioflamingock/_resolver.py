@@ -13,7 +13,7 @@ from ._model import (
     TxStrategy,
 )
 
-__all__ = ["fix_command", "needs_marker_check", "resolve"]
+__all__ = ["needs_marker_check", "resolve"]
 
 _APPLY = PlannedAction.APPLY
 _SKIP = PlannedAction.SKIP
@@ -45,13 +45,9 @@ _BYPASSED = (
     _ISSUE,
     _ISSUE,
     "failed after going around the engine's transaction (it ended that transaction itself or wrote outside "
-    "it): some of its writes may be committed; check the data",
+    "it): some of its writes may be committed",
 )
 _VERDICT_STATES = (AuditState.FAILED, AuditState.ROLLBACK_FAILED)
-
-
-def fix_command(change_id: str) -> str:
-    return f"aioflamingock fix {change_id} --as applied|rolled-back"
 
 
 def needs_marker_check(entry: AuditEntry | None) -> bool:
@@ -82,8 +78,6 @@ def resolve(
         row = _TABLE[state]
     manual, retry, reason = row
     action = retry if spec.recovery is Recovery.ALWAYS_RETRY else manual
-    if action is _ISSUE:
-        reason = f"{reason}; resolve with `{fix_command(spec.id)}`"
-    elif state is not None and action is _APPLY and row[0] is _ISSUE:
+    if state is not None and action is _APPLY and row[0] is _ISSUE:
         reason = f"{reason}; retried (ALWAYS_RETRY)"
     return action, reason

@@ -58,7 +58,8 @@ async def run_and_plan(folder: Path, *changes: type[Change]) -> None:
     except ChangeFailedError as exc:
         print("run:", shown(str(exc)))
     for planned in await fl.plan():
-        print("plan:", planned.change_id, planned.action.value, "-", planned.reason)
+        remedy = "" if planned.remedy is None else f" -> {planned.remedy}"
+        print("plan:", planned.change_id, planned.action.value, "-", planned.reason + remedy)
 
 
 async def main() -> None:

@@ -58,7 +58,7 @@ async def first_run(fl: Flamingock) -> None:
 async def show_issues(fl: Flamingock) -> None:
     # --8<-- [start:issues]
     for issue in await fl.issues():
-        print(issue.change_id, issue.state.value, issue.reason)
+        print(issue.change_id, issue.state.value, issue.reason, "->", issue.remedy)
     # --8<-- [end:issues]
 
 

@@ -57,13 +57,13 @@ def _item(entry: AuditEntry, seq: int, append_id: str) -> Item:
 def _entry(item: Item, table: str) -> AuditEntry:
     seq = item.get("seq", {}).get("N")
     where = f"DynamoDB table {table!r}, item seq {seq}"
-    fix = entry_fix("delete that item", item.get("changeId", {}).get("S"))
+    change_id = item.get("changeId", {}).get("S")
+    fix = entry_fix("delete that item", change_id)
     try:
         document = from_item(item)
     except (KeyError, TypeError, ValueError) as exc:
-        raise CorruptAuditError(
-            where, "the item", f"holds a value DynamoDB's types cannot be read as ({exc})", fix
-        ) from None
+        problem = f"holds a value DynamoDB's types cannot be read as ({exc})"
+        raise CorruptAuditError(where, "the item", problem, fix, change_id=change_id) from None
     return decode_entry({k: v for k, v in document.items() if k not in _NOT_STORED}, where=where, fix=fix)
 
 

@@ -63,7 +63,8 @@ def _entry(row: Iterable[Any], *, where: str, fix: str) -> AuditEntry:
         try:
             data[column] = json.loads(data[column]) if data[column] else {}
         except (TypeError, ValueError):
-            raise CorruptAuditError(where, column, f"is {data[column]!r:.60}, not JSON", fix) from None
+            problem = f"is {data[column]!r:.60}, not JSON"
+            raise CorruptAuditError(where, column, problem, fix, change_id=data.get("change_id")) from None
     return decode_entry(data, where=where, fix=fix)
 
 

@@ -20,7 +20,7 @@ from ..backend import (
     check_seconds,
     utc_now,
 )
-from ._errors import translate_errors
+from ._errors import is_busy, translate_errors
 
 if TYPE_CHECKING:
     import aiosqlite
@@ -153,10 +153,26 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
             try:
                 await self._fetch(f"PRAGMA busy_timeout = {int(self.busy_timeout_seconds * 1000)}")
                 if self.path != ":memory:":
-                    await self._fetch("PRAGMA journal_mode = WAL")
+                    await self._wal()
             except BaseException:
                 await self._close()
                 raise
+
+    async def _wal(self) -> None:
+        """Switch to WAL. SQLite answers "database is locked" at once, without waiting `busy_timeout`, when other
+        connections are opening the same new file at that moment (instances of a service starting together): it
+        is asked again, for up to `busy_timeout_seconds`."""
+        deadline = anyio.current_time() + self.busy_timeout_seconds
+        pause = 0.005
+        while True:
+            try:
+                await self._fetch("PRAGMA journal_mode = WAL")
+                return
+            except Exception as exc:
+                if not is_busy(exc) or anyio.current_time() + pause > deadline:
+                    raise
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     async def _close(self) -> None:
         conn, self._connection, self._marker_table = self._connection, None, False

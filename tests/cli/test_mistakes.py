@@ -60,7 +60,9 @@ def test_a_change_that_commits_itself_is_an_issue_to_fix_not_a_retry(tmp_path: P
     assert "_0002_add_tags.py" in failed.stderr and "fix add-tags --as" in failed.stderr
     [issue] = cli.json("issues", "list")
     assert (issue["changeId"], issue["state"]) == ("add-tags", "FAILED")
-    assert "may be committed" in issue["reason"] and "check the data" in issue["reason"]
+    assert (
+        "may be committed" in issue["reason"] and issue["fix"] == "aioflamingock fix add-tags --as applied|rolled-back"
+    )
     stopped = cli("run", code=EXIT_MANUAL_INTERVENTION)  # not "duplicate column name: tags"
     assert "add-tags" in stopped.stderr and "duplicate column" not in stopped.stderr
     cli("fix", "add-tags", "--as", "applied")

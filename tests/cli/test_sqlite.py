@@ -127,6 +127,7 @@ def test_issue_resolution_story(shop: Shop) -> None:
             "state": "STARTED",
             "reason": issues[0]["reason"],
             "fix": f"aioflamingock fix {STUCK} --as applied|rolled-back",
+            "remedy": {"action": "fix", "changeId": STUCK, "resolutions": ["applied", "rolled-back"]},
         }
     ]
     detail = shop.cli.json("issues", "get", STUCK)

@@ -31,7 +31,7 @@ def nontx_crash_needs_a_human(h: Processes) -> str:
 
     assert refused.code == EXIT_MANUAL_INTERVENTION, refused
     assert refused.error.startswith("ManualInterventionRequiredError: change 'nontx-1' ")
-    assert "aioflamingock fix nontx-1 --as applied|rolled-back" in refused.error
+    assert refused.error.endswith("then record what happened: fix('nontx-1', 'applied' or 'rolled-back')")
     assert h.audit() == audit_before, "a refused run wrote to the audit"
     assert h.effect_executions("nontx-1") == [crashed]
     return crashed

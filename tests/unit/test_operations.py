@@ -19,6 +19,8 @@ from aioflamingock import (
     PendingChangesError,
     PlannedAction,
     Recovery,
+    Remedy,
+    RemedyAction,
     RollbackFailedError,
     RunStatus,
 )
@@ -55,7 +57,7 @@ async def test_validate_lists_a_change_needing_intervention(
         await engine(store, target, *three_changes()).validate()
     assert caught.value.pending == ["a", "b", "c"]
     assert "a: MANUAL_INTERVENTION" in str(caught.value) and "c: BLOCKED" in str(caught.value)
-    assert "aioflamingock fix a --as applied|rolled-back" in str(caught.value)
+    assert str(Remedy.fix("a")) in str(caught.value)
     assert store.engine_lock_attempts == []
 
 
@@ -87,7 +89,7 @@ async def test_issues_lists_changes_needing_a_human(store: SpyStore, target: Non
     issue = issues[0]
     assert isinstance(issue, ChangeIssue)
     assert (issue.change_id, issue.state) == ("b", AuditState.FAILED)
-    assert issue.fix_command == "aioflamingock fix b --as applied|rolled-back"
+    assert issue.remedy == Remedy(RemedyAction.FIX, "b", ("applied", "rolled-back"))
     assert "failed outside a transaction" in issue.reason
     assert store.engine_lock_attempts == []
 

@@ -18,6 +18,7 @@ from aioflamingock import (
     EventKind,
     Flamingock,
     NonTransactionalTargetSystem,
+    Remedy,
     StoreUnavailableError,
 )
 
@@ -69,7 +70,9 @@ async def test_health_is_not_ready_while_a_change_needs_manual_intervention(
     health = await engine(store, target, recording_change("a", "0001")).health()
     assert health.audit_store_reachable and not health.ready
     assert [(i.change_id, i.state) for i in health.issues] == [("a", AuditState.STARTED)]
-    assert health.to_dict()["issues"][0]["fix"] == "aioflamingock fix a --as applied|rolled-back"
+    [issue] = health.to_dict()["issues"]
+    assert issue["remedy"] == {"action": "fix", "changeId": "a", "resolutions": ["applied", "rolled-back"]}
+    assert issue["fix"] == "check the data, then record what happened: fix('a', 'applied' or 'rolled-back')"
 
 
 async def test_health_reports_an_unreachable_store_without_raising_or_leaking_its_password(
@@ -147,7 +150,7 @@ async def test_doctor_names_the_fix_of_each_stuck_change_and_who_holds_the_lock(
         assert await store.lock.try_acquire("default", "other-host/42/x", 60) is not None
     checks = await engine(store, target, recording_change("a", "0001")).doctor()
     issue = next(c for c in checks if c.check == "issues")
-    assert not issue.ok and issue.fix == "aioflamingock fix a --as applied|rolled-back"
+    assert not issue.ok and issue.remedy == Remedy.fix("a") and issue.fix == str(Remedy.fix("a"))
     lock = next(c for c in checks if c.subject == "lock")
     assert lock.ok and "held by other-host/42/x" in lock.detail
     assert store.engine_lock_attempts == ["other-host/42/x"], "doctor took no lock"

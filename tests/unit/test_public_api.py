@@ -21,6 +21,8 @@ EXPECTED_PUBLIC_NAMES = {
     "Flamingock",
     "Change",
     "Recovery",
+    "Remedy",
+    "RemedyAction",
     "LockOptions",
     "RunReport",
     "RunStatus",

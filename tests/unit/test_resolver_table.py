@@ -18,6 +18,7 @@ from aioflamingock import (
     NonTransactionalTargetSystem,
     PlannedAction,
     Recovery,
+    Remedy,
     RunStatus,
     TxStrategy,
 )
@@ -65,7 +66,7 @@ TABLE = [
     pytest.param(ROLLBACK_FAILED, RETRY, APPLY, id="rollback_failed-retry"),
 ]
 
-FIX_COMMAND = "aioflamingock fix c --as applied|rolled-back"
+FIX = Remedy.fix("c")
 
 
 def engine(store: SpyStore, target: NonTransactionalTargetSystem, *changes: type[Change]) -> Flamingock:
@@ -92,7 +93,7 @@ async def test_plan_follows_the_table(
 
     assert [(p.change_id, p.action) for p in plan] == [("c", action)]
     if action is ISSUE:
-        assert FIX_COMMAND in plan[0].reason
+        assert plan[0].remedy == FIX
     assert await history(store) == before
     assert store.engine_lock_attempts == []
 
@@ -116,7 +117,7 @@ async def test_run_follows_the_table(
             await fl.run()
         assert caught.value.change_id == "c"
         assert "'c'" in str(caught.value)
-        assert FIX_COMMAND in str(caught.value)
+        assert caught.value.remedy == FIX and str(caught.value).endswith(f"; {FIX}")
         assert caught.value.report is not None
         assert caught.value.report.with_outcome(ChangeOutcome.NEEDS_MANUAL_INTERVENTION) == ["c"]
         assert calls == []
@@ -150,7 +151,7 @@ async def test_a_change_needing_intervention_blocks_every_later_change(
     with pytest.raises(ManualInterventionRequiredError) as caught:
         await fl.run()
     assert caught.value.change_id == "b"
-    assert "aioflamingock fix b --as applied|rolled-back" in str(caught.value)
+    assert caught.value.remedy == Remedy.fix("b")
     assert calls == ["a"]
     report = caught.value.report
     assert report is not None and report.status is RunStatus.FAILED
