@@ -53,6 +53,10 @@ class Change:
         raise NotImplementedError
 
 
+_MODULE_NAME = re.compile(r"_(?P<order>[0-9][A-Za-z0-9]*)_(?P<name>\w+)")  # matched whole: fullmatch
+_MIN_ORDER_LENGTH = 4
+
+
 @dataclass(frozen=True, slots=True)
 class ChangeSpec:
     """A change class after every check passed: what the engine reads instead of the class."""
@@ -74,6 +78,15 @@ class ChangeSpec:
 
     def where(self) -> str:
         return self.source_file or self.class_name
+
+    @staticmethod
+    def order_from_module_name(module_name: str) -> str | None:
+        """The order a change module's name gives: `pkg.changes._0003_add_status` -> `"0003"`; `None` when the
+        name does not follow the pattern `_<ORDER>_<name>` (an order of at least 4 characters, a digit first)."""
+        match = _MODULE_NAME.fullmatch(module_name.rpartition(".")[2])
+        if match is None or len(match["order"]) < _MIN_ORDER_LENGTH:
+            return None
+        return match["order"]
 
 
 def _own_attr(cls: type[Change], name: str) -> Any:

@@ -17,21 +17,13 @@ from types import ModuleType
 from ._change import Change, ChangeSpec, check_change_class
 from ._errors import ChangeLoadError, ConfigurationError
 
-__all__ = ["ChangeSource", "load_changes", "order_from_module_name"]
+__all__ = ["ChangeSource", "load_changes"]
+
+order_from_module_name = ChangeSpec.order_from_module_name
 
 ChangeSource = str | type[Change]
 
-_MODULE_NAME = re.compile(r"_(?P<order>[0-9][A-Za-z0-9]*)_(?P<name>\w+)")  # matched whole: fullmatch
 _LOOKS_LIKE_CHANGE = re.compile(r"^_[0-9]")
-_MIN_ORDER_LENGTH = 4
-
-
-def order_from_module_name(module_name: str) -> str | None:
-    """`pkg.changes._0003_add_status` -> `"0003"`; `None` when the name does not follow the pattern."""
-    match = _MODULE_NAME.fullmatch(module_name.rpartition(".")[2])
-    if match is None or len(match["order"]) < _MIN_ORDER_LENGTH:
-        return None
-    return match["order"]
 
 
 def _source_file(obj: object) -> str | None:

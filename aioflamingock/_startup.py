@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from . import Flamingock, LockLostError, RunError, RunReport
-from ._redact import library_logger, redact
+from .backend import library_logger, redact
 
 __all__ = ["Startup", "StartupStatus"]
 

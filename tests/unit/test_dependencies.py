@@ -4,12 +4,16 @@ read from its source:
 - a backend (`sqlite/`, `mongodb/`, `dynamodb/`, `couchbase/`, `memory/`) imports from the core only
   `aioflamingock.backend`, and no other backend;
 - the engine (the core's private modules) imports no backend;
-- nothing imports the command line but `python -m aioflamingock`.
+- nothing imports the command line but `python -m aioflamingock`;
+- what sits in front of the engine (the command line, the web integrations and their start-up helper, the testing
+  kit) uses the library as its users do: public names of `aioflamingock`, `aioflamingock.backend` and the
+  backends' packages, and its own modules.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -75,8 +79,51 @@ def test_the_core_imports_no_backend(path: Path) -> None:
 
 
 def test_nothing_imports_the_command_line_but_its_entry_point() -> None:
-    importers = [module_name(p) for p in MODULES if any(m.startswith("aioflamingock._cli") for m in imports(p))]
+    importers = [
+        module_name(p)
+        for p in MODULES
+        if any(m.startswith("aioflamingock._cli") for m in imports(p))
+        and not module_name(p).startswith("aioflamingock._cli")
+    ]
     assert importers == ["aioflamingock.__main__"]
+
+
+FRONTS = {
+    "aioflamingock._cli": (),
+    "aioflamingock.testing": (),
+    "aioflamingock.fastapi": ("aioflamingock._startup",),
+    "aioflamingock.aiohttp": ("aioflamingock._startup",),
+    "aioflamingock._startup": (),
+}
+"""Each front, and the modules of the package it may use besides public names."""
+
+
+def front(module: str) -> str | None:
+    return next((f for f in FRONTS if module == f or module.startswith(f"{f}.")), None)
+
+
+def public(module: str) -> bool:
+    """`aioflamingock`, one of its public names, `aioflamingock.backend`, a backend's package or public name."""
+    parts = module.split(".")
+    if parts[0] != "aioflamingock" or len(parts) == 1 or parts[1] == "backend":
+        return True
+    if parts[1] in aioflamingock.__all__:
+        return True
+    if parts[1] in BACKENDS:
+        package = importlib.import_module(f"aioflamingock.{parts[1]}")
+        return len(parts) == 2 or parts[2] in package.__all__
+    return False
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if front(module_name(p))], ids=lambda p: module_name(p))
+def test_the_command_line_and_the_integrations_use_only_public_names(path: Path) -> None:
+    mine = front(module_name(path))
+    assert mine is not None
+    allowed = (mine, *FRONTS[mine])
+    wrong = [
+        m for m in core_imports(path) if not public(m) and not any(m == a or m.startswith(f"{a}.") for a in allowed)
+    ]
+    assert wrong == [], f"{module_name(path)} imports {wrong}: use the public names, as a user would"
 
 
 def test_the_rules_see_imports_inside_functions(tmp_path: Path) -> None:

@@ -1,0 +1,61 @@
+"""The commands that repair: fix, unlock."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from .. import (
+    Flamingock,
+)
+from ._base import EXIT_OK, CliError, Resolution
+from ._output import JSON_HELP, Settings, command, describe_lock, execute, write_json
+
+__all__ = ["fix", "unlock"]
+
+
+async def _fix(fl: Flamingock, settings: Settings, change_id: str, resolution: Resolution, as_json: bool) -> int:
+    entry = await fl.fix(change_id, resolution=resolution.value)
+    if as_json:
+        write_json(entry.to_document())
+    else:
+        settings.out.print(Text(f"✓ {change_id} recorded as {entry.state.value}", style="green"))
+    return EXIT_OK
+
+
+async def _unlock(fl: Flamingock, settings: Settings, force: bool) -> int:
+    info = await fl.lock_info()
+    if info is None:
+        settings.out.print(f"The lock of service {fl.service!r} is free.")
+        return EXIT_OK
+    settings.out.print(f"The lock of service {fl.service!r}: {describe_lock(info)}")
+    if not force:
+        raise CliError(
+            "refusing to free the lock without --force; free it only if its holder is dead "
+            "(a live holder stops at its next renewal, maybe halfway through a non-transactional change)"
+        )
+    freed = await fl.force_unlock()
+    settings.out.print(Text("✓ freed" if freed else "the lock was already free", style="green"))
+    return EXIT_OK
+
+
+@command("Repair")
+def fix(
+    ctx: typer.Context,
+    change_id: Annotated[str, typer.Argument(metavar="ID", help="The change's id.")],
+    resolution: Annotated[Resolution, typer.Option("--as", help="What really happened to the change.")],
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """Record a human's verdict on a change: applied (the next run skips it) or rolled-back (it applies it)."""
+    execute(ctx, lambda fl, s: _fix(fl, s, change_id, resolution, as_json))
+
+
+@command("Repair")
+def unlock(
+    ctx: typer.Context,
+    force: Annotated[bool, typer.Option("--force", help="Free the lock whoever holds it.")] = False,
+) -> None:
+    """Show who holds the service's lock; with --force, free it. Only for a holder known to be dead."""
+    execute(ctx, lambda fl, s: _unlock(fl, s, force))
