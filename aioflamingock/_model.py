@@ -178,12 +178,13 @@ class Fence:
 
 @dataclass(frozen=True, slots=True)
 class LockLease:
-    """A lock we hold, as the store recorded it."""
+    """A lock we hold: its key, our owner name and the fencing token the store gave us. When it ends is the
+    engine's business, from the lease it asked for and its own monotonic clock (a store's clock may disagree with
+    this host's): see docs/decisions.md."""
 
     key: str
     owner: str
     token: int
-    expires_at: datetime
 
     @property
     def fence(self) -> Fence:

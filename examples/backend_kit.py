@@ -13,7 +13,7 @@ import pytest
 
 from aioflamingock import NonTransactionalContext, NonTransactionalTargetSystem
 from aioflamingock.memory import InMemoryAuditStore
-from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ProtocolKit
+from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ManualClock, ProtocolKit
 
 
 # --8<-- [start:conformance]
@@ -23,6 +23,11 @@ class TestInMemoryAuditStore(AuditStoreConformance):
     @pytest.fixture
     async def store(self) -> AsyncIterator[InMemoryAuditStore]:
         async with InMemoryAuditStore() as store:  # open, on a fresh and empty backing
+            yield store
+
+    @pytest.fixture
+    async def clocked_store(self, clock: ManualClock) -> AsyncIterator[InMemoryAuditStore]:
+        async with InMemoryAuditStore(clock=clock) as store:  # its lock reads the time from `clock`
             yield store
         # --8<-- [end:conformance]
 

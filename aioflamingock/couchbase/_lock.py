@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
-from ..backend import LOCK_HORIZON_SECONDS, Fence, Lock, LockInfo, LockLease, LockLostError, epoch_datetime, lock_info
+from ..backend import LOCK_HORIZON_SECONDS, Fence, Lock, LockInfo, LockLease, LockLostError, lock_info
 from ._audit import AuditLog
 from ._kv import Doc, Keyspace
 
@@ -38,26 +38,18 @@ def lock_key(key: str) -> str:
     return f"{_LOCK_PREFIX}{key}"
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _expiry(now_ms: int, lease_seconds: float) -> int:
     return now_ms + max(int(lease_seconds * 1000), 1)
-
-
-def _datetime(ms: int) -> datetime:
-    return epoch_datetime(ms / 1000)
 
 
 def _holds(doc: Doc | None, lease: LockLease | Fence) -> bool:
     return doc is not None and doc.body.get("owner") == lease.owner and doc.body.get("fencingToken") == lease.token
 
 
-def unexpired(doc: Doc | None, fence: Fence) -> bool:
-    """`doc` is `fence`'s lock with time left on its lease (judged as acquisition judges it: a corrupt expiry has
-    none)."""
-    return _holds(doc, fence) and doc is not None and _live(doc.body, _now_ms())
+def unexpired(doc: Doc | None, fence: Fence, now_ms: int) -> bool:
+    """`doc` is `fence`'s lock with time left on its lease at `now_ms` (judged as acquisition judges it: a corrupt
+    expiry has none)."""
+    return _holds(doc, fence) and doc is not None and _live(doc.body, now_ms)
 
 
 def _seconds(ms: object) -> object:
@@ -78,9 +70,14 @@ def _live(body: dict[str, Any], now_ms: int) -> bool:
 
 
 class CouchbaseLock(Lock):
-    def __init__(self, keyspace: Keyspace, audit: AuditLog) -> None:
+    def __init__(self, keyspace: Keyspace, audit: AuditLog, clock: Callable[[], float] = time.time) -> None:
         self.keyspace = keyspace
         self._audit = audit
+        self._clock = clock
+
+    def now_ms(self) -> int:
+        """The time leases are judged by, in epoch milliseconds: the key-value service has no clock of its own."""
+        return int(self._clock() * 1000)
 
     async def get(self, key: str) -> Doc | None:
         return await self.keyspace.get(lock_key(key))
@@ -97,7 +94,7 @@ class CouchbaseLock(Lock):
 
     async def try_acquire(self, key: str, owner: str, lease_seconds: float) -> LockLease | None:
         doc, claimed = await asyncio.gather(self.get(key), self._audit.holder_token(key))
-        now = _now_ms()
+        now = self.now_ms()
         if doc is not None and doc.body.get("owner") != owner and _live(doc.body, now):
             return None
         token = max(_int(doc.body.get("fencingToken")) if doc else 0, claimed) + 1
@@ -109,7 +106,7 @@ class CouchbaseLock(Lock):
             taken = await self.keyspace.replace(lock_key(key), body, doc.cas)
         if taken is None:
             return None
-        lease = LockLease(key, owner, token, _datetime(expires))
+        lease = LockLease(key, owner, token)
         return lease if await self._audit.claim(lease.fence) else None
 
     async def renew(self, lease: LockLease, lease_seconds: float) -> LockLease:
@@ -117,9 +114,9 @@ class CouchbaseLock(Lock):
             doc = await self.get(lease.key)
             if doc is None or not _holds(doc, lease):
                 raise LockLostError(f"lock {lease.key!r} is no longer held by {lease.owner!r} with token {lease.token}")
-            expires = _expiry(_now_ms(), lease_seconds)
+            expires = _expiry(self.now_ms(), lease_seconds)
             if await self.keyspace.replace(lock_key(lease.key), {**doc.body, "expiresAt": expires}, doc.cas):
-                return LockLease(lease.key, lease.owner, lease.token, _datetime(expires))
+                return LockLease(lease.key, lease.owner, lease.token)
         raise LockLostError(f"lock {lease.key!r} kept changing while {lease.owner!r} renewed it")
 
     async def release(self, lease: LockLease) -> bool:
@@ -143,11 +140,11 @@ class CouchbaseLock(Lock):
             return None
         body = doc.body if isinstance(doc.body, dict) else {}
         acquired, expires = _seconds(body.get("acquiredAt")), _seconds(body.get("expiresAt"))
-        return lock_info(key, body.get("owner"), body.get("fencingToken"), acquired, expires, _now_ms() / 1000)
+        return lock_info(key, body.get("owner"), body.get("fencingToken"), acquired, expires, self._clock())
 
     async def check(self, fence: Fence, what: str) -> None:
         """Raise `LockLostError` unless the lock is `fence`'s, with time left."""
-        if not unexpired(await self.get(fence.key), fence):
+        if not unexpired(await self.get(fence.key), fence, self.now_ms()):
             raise LockLostError(
                 f"{what} not recorded: lock {fence.key!r} is not held by {fence.owner!r} with token {fence.token}"
             )

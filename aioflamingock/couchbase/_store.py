@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from ..backend import (
     AuditEntry,
@@ -54,6 +55,7 @@ class CouchbaseAuditStore(AuditStore):
         audit_collection: str = DEFAULT_AUDIT_COLLECTION,
         lock_collection: str = DEFAULT_LOCK_COLLECTION,
         create_collections: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(target, CouchbaseTargetSystem):
             raise ConfigurationError(
@@ -70,6 +72,7 @@ class CouchbaseAuditStore(AuditStore):
             for role, name in (("audit", self.audit_collection), ("lock", self.lock_collection))
             if name != DEFAULT_SCOPE
         )
+        self._clock = clock
         self._log: AuditLog | None = None
         self._lock: CouchbaseLock | None = None
 
@@ -82,17 +85,21 @@ class CouchbaseAuditStore(AuditStore):
         audit_collection: str = DEFAULT_AUDIT_COLLECTION,
         lock_collection: str = DEFAULT_LOCK_COLLECTION,
         create_collections: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> CouchbaseAuditStore:
         """The store in `target`'s bucket, collections `scope.audit_collection` and `scope.lock_collection`
         (Flamingock's `_default.flamingockAuditLog` and `_default.flamingockLock`). Missing collections are created
         when it first opens; with `create_collections=False` it only checks that they exist, and the error names
-        the command creating them."""
+        the command creating them. The key-value service has no clock a condition can use: leases are judged by
+        `clock` (epoch seconds; this host's by default), which every instance sharing the collections must agree
+        on."""
         return cls(
             target=target,
             scope=scope,
             audit_collection=audit_collection,
             lock_collection=lock_collection,
             create_collections=create_collections,
+            clock=clock,
         )
 
     def describe(self) -> str:
@@ -121,7 +128,9 @@ class CouchbaseAuditStore(AuditStore):
                     self.target, self._specs, create=self.create_collections, option="create_collections"
                 )
                 self._log = AuditLog(self.target.keyspace(self.audit_collection, scope=self.scope))
-                self._lock = CouchbaseLock(self.target.keyspace(self.lock_collection, scope=self.scope), self._log)
+                self._lock = CouchbaseLock(
+                    self.target.keyspace(self.lock_collection, scope=self.scope), self._log, self._clock
+                )
         except BaseException:
             await self.target.close()
             raise
@@ -181,7 +190,7 @@ class CouchbaseAuditStore(AuditStore):
         attempt = tx.context.transaction
         lock_doc = await _get(attempt, self.lock.keyspace.collection, lock_key(fence.key))
         what = f"{entry.state.value} of {entry.change_id!r} not recorded"
-        if not unexpired(lock_doc, fence):
+        if not unexpired(lock_doc, fence, self.lock.now_ms()):
             raise LockLostError(f"{what}: lock {fence.key!r} is not held by {fence.owner!r} with token {fence.token}")
         collection = self.log.keyspace.collection
         head_result = await attempt.get(collection, HEAD_KEY)

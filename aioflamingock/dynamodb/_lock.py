@@ -16,10 +16,10 @@ DynamoDB has no clock in its expressions: times are this host's, as epoch millis
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..backend import LOCK_HORIZON_SECONDS, Fence, Lock, LockInfo, LockLease, LockLostError, epoch_datetime, lock_info
+from ..backend import LOCK_HORIZON_SECONDS, Fence, Lock, LockInfo, LockLease, LockLostError, lock_info
 from ._errors import botocore_errors
 from ._items import number, string
 from ._target import Action
@@ -35,16 +35,8 @@ _NAMES = {"#key": "key", "#owner": "owner", "#status": "status"}
 _OURS = "#owner = :owner AND fencingToken = :token"
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _ms(seconds: float) -> int:
     return max(int(seconds * 1000), 1)
-
-
-def _datetime(ms: int) -> datetime:
-    return epoch_datetime(ms / 1000)
 
 
 def _seconds(ms: object) -> object:
@@ -56,9 +48,13 @@ def _seconds(ms: object) -> object:
 
 
 class DynamoDBLock(Lock):
-    def __init__(self, target: DynamoDBTargetSystem, table: str) -> None:
+    def __init__(self, target: DynamoDBTargetSystem, table: str, clock: Callable[[], float] = time.time) -> None:
         self._target = target
         self.table = table
+        self._clock = clock
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
 
     def _key(self, key: str) -> dict[str, Any]:
         return {"key": string(key)}
@@ -74,7 +70,7 @@ class DynamoDBLock(Lock):
             return None
 
     async def try_acquire(self, key: str, owner: str, lease_seconds: float) -> LockLease | None:
-        now = _now_ms()
+        now = self._now_ms()
         expires = now + _ms(lease_seconds)
         response = await self._conditional(
             f"acquiring lock {key!r}",
@@ -103,7 +99,7 @@ class DynamoDBLock(Lock):
         if response is None:
             return None
         token = int(response["Attributes"]["fencingToken"]["N"])
-        return LockLease(key, owner, token, _datetime(expires))
+        return LockLease(key, owner, token)
 
     def _ours(self, lease: LockLease | Fence) -> dict[str, Any]:
         return {
@@ -113,7 +109,7 @@ class DynamoDBLock(Lock):
         }
 
     async def renew(self, lease: LockLease, lease_seconds: float) -> LockLease:
-        expires = _now_ms() + _ms(lease_seconds)
+        expires = self._now_ms() + _ms(lease_seconds)
         ours = self._ours(lease)
         ours["ExpressionAttributeValues"][":expires"] = number(expires)
         response = await self._conditional(
@@ -125,7 +121,7 @@ class DynamoDBLock(Lock):
         )
         if response is None:
             raise LockLostError(f"lock {lease.key!r} is no longer held by {lease.owner!r} with token {lease.token}")
-        return LockLease(lease.key, lease.owner, lease.token, _datetime(expires))
+        return LockLease(lease.key, lease.owner, lease.token)
 
     async def release(self, lease: LockLease) -> bool:
         # Deleted, not kept: the audit's order comes from its own sequence numbers, and the owner is unique per
@@ -159,7 +155,7 @@ class DynamoDBLock(Lock):
 
         acquired, expires = _seconds(value("acquiredAt", "N")), _seconds(value("expiresAt", "N"))
         owner, token = value("owner", "S"), value("fencingToken", "N")
-        return lock_info(key, owner, token, acquired, expires, _now_ms() / 1000)
+        return lock_info(key, owner, token, acquired, expires, self._clock())
 
     def fence_check(self, fence: Fence, what: str) -> Action:
         """The `ConditionCheck` that makes an audit write conditional on the lock still being `fence`'s."""

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from functools import partial
 from typing import Any
 
@@ -113,6 +114,7 @@ class DynamoDBAuditStore(AuditStore):
         audit_table: str = DEFAULT_AUDIT_TABLE,
         lock_table: str = DEFAULT_LOCK_TABLE,
         create_tables: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(target, DynamoDBTargetSystem):
             raise ConfigurationError([f"DynamoDBAuditStore needs a DynamoDBTargetSystem, got {type(target).__name__}"])
@@ -127,7 +129,7 @@ class DynamoDBAuditStore(AuditStore):
             TableSpec(self.audit_table, "audit table", AUDIT_KEYS),
             TableSpec(self.lock_table, "lock table", LOCK_KEYS),
         )
-        self._lock = DynamoDBLock(target, self.lock_table)
+        self._lock = DynamoDBLock(target, self.lock_table, clock)
         self._last_seq: int | None = None
         self._tables_ready = False
 
@@ -139,10 +141,16 @@ class DynamoDBAuditStore(AuditStore):
         audit_table: str = DEFAULT_AUDIT_TABLE,
         lock_table: str = DEFAULT_LOCK_TABLE,
         create_tables: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> DynamoDBAuditStore:
         """The store on `target`'s client. Missing tables are created (on-demand billing) when it first opens;
-        with `create_tables=False` it only checks that they exist, and the error names the command creating them."""
-        return cls(target=target, audit_table=audit_table, lock_table=lock_table, create_tables=create_tables)
+        with `create_tables=False` it only checks that they exist, and the error names the command creating them.
+
+        DynamoDB has no clock in its expressions: the lock's leases are judged by `clock` (epoch seconds; this
+        host's by default), which every instance sharing the tables must agree on."""
+        return cls(
+            target=target, audit_table=audit_table, lock_table=lock_table, create_tables=create_tables, clock=clock
+        )
 
     def describe(self) -> str:
         return f"DynamoDBAuditStore(audit_table={self.audit_table!r}, lock_table={self.lock_table!r})"

@@ -26,7 +26,7 @@ class InMemoryLock(Lock):
         self._clock = clock
 
     def _lease(self, key: str, record: _Record) -> LockLease:
-        return LockLease(key, record.owner, record.token, epoch_datetime(record.expires_at))
+        return LockLease(key, record.owner, record.token)
 
     async def try_acquire(self, key: str, owner: str, lease_seconds: float) -> LockLease | None:
         now = self._clock()

@@ -161,7 +161,7 @@ class MongoDBLock(Lock):
     def _lease(document: dict[str, Any], key: str, owner: str) -> LockLease | None:
         if document.get("owner") != owner or document.get("status") != LOCKED:
             return None
-        return LockLease(key, owner, int(document["fencingToken"]), _utc(document["expiresAt"]))
+        return LockLease(key, owner, int(document["fencingToken"]))
 
     async def renew(self, lease: LockLease, lease_seconds: float) -> LockLease:
         from pymongo import ReturnDocument
@@ -176,7 +176,7 @@ class MongoDBLock(Lock):
             )
         if document is None:
             raise LockLostError(f"lock {lease.key!r} is no longer held by {lease.owner!r} with token {lease.token}")
-        return LockLease(lease.key, lease.owner, lease.token, _utc(document["expiresAt"]))
+        return LockLease(lease.key, lease.owner, lease.token)
 
     async def release(self, lease: LockLease) -> bool:
         # The fence first: once it is closed, nothing more can be recorded under this lease.

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..backend import LOCK_HORIZON_SECONDS, Lock, LockInfo, LockLease, LockLostError, epoch_datetime, lock_info
+from ..backend import LOCK_HORIZON_SECONDS, Lock, LockInfo, LockLease, LockLostError, lock_info
 from ._errors import translate_errors
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class SQLiteLock(Lock):
         )
         if row is None:
             return None
-        return LockLease(key, owner, int(row[0]), epoch_datetime(float(row[1])))
+        return LockLease(key, owner, int(row[0]))
 
     async def renew(self, lease: LockLease, lease_seconds: float) -> LockLease:
         expires = self._clock() + lease_seconds
@@ -55,7 +55,7 @@ class SQLiteLock(Lock):
         )
         if row is None:
             raise LockLostError(f"lock {lease.key!r} is no longer held by {lease.owner!r} with token {lease.token}")
-        return LockLease(lease.key, lease.owner, lease.token, epoch_datetime(expires))
+        return LockLease(lease.key, lease.owner, lease.token)
 
     async def release(self, lease: LockLease) -> bool:
         row = await self._one(

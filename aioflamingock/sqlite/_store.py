@@ -99,9 +99,11 @@ class SQLiteAuditStore(AuditStore):
         *,
         audit_table: str = DEFAULT_AUDIT_TABLE,
         lock_table: str = DEFAULT_LOCK_TABLE,
+        clock: Callable[[], float] = time.time,
     ) -> SQLiteAuditStore:
-        """The store in `target`'s database, sharing its connection."""
-        return cls(target=target, audit_table=audit_table, lock_table=lock_table)
+        """The store in `target`'s database, sharing its connection. SQLite has no server: leases are judged by
+        `clock` (epoch seconds; this host's by default)."""
+        return cls(target=target, audit_table=audit_table, lock_table=lock_table, clock=clock)
 
     def describe(self) -> str:
         return f"SQLiteAuditStore({self.target.path!r})"

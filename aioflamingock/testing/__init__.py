@@ -8,6 +8,14 @@
 """
 
 from ._protocol import BackendProtocol, Instance, ProtocolKit
-from ._suite import AuditStoreConformance, assert_no_overlap, make_entry
+from ._suite import AuditStoreConformance, ManualClock, assert_no_overlap, make_entry
 
-__all__ = ["AuditStoreConformance", "BackendProtocol", "Instance", "ProtocolKit", "assert_no_overlap", "make_entry"]
+__all__ = [
+    "AuditStoreConformance",
+    "BackendProtocol",
+    "Instance",
+    "ManualClock",
+    "ProtocolKit",
+    "assert_no_overlap",
+    "make_entry",
+]

@@ -23,7 +23,7 @@ from aioflamingock import (
 )
 from aioflamingock.couchbase import CouchbaseAuditStore, CouchbaseContext, CouchbaseTargetSystem
 from aioflamingock.couchbase._kv import Keyspace
-from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ProtocolKit
+from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ManualClock, ProtocolKit
 from tests.servers import CouchbaseServer
 
 from ._owning import OwningStore
@@ -67,6 +67,18 @@ class TestCouchbaseAuditStore(AuditStoreConformance):
         ]
         target = CouchbaseTargetSystem("db", cluster=couchbase_cluster, bucket=server.bucket)
         async with CouchbaseAuditStore.from_target(target, **couchbase_collections) as store:
+            yield store
+
+    @pytest.fixture
+    async def clocked_store(
+        self,
+        couchbase_server: CouchbaseServer,
+        couchbase_cluster: Any,
+        couchbase_collections: dict[str, str],
+        clock: ManualClock,
+    ) -> AsyncIterator[CouchbaseAuditStore]:
+        target = CouchbaseTargetSystem("db", cluster=couchbase_cluster, bucket=couchbase_server.bucket)
+        async with CouchbaseAuditStore.from_target(target, **couchbase_collections, clock=clock) as store:
             yield store
 
     def process_factory(self) -> tuple[str, list[str]]:

@@ -15,7 +15,7 @@ from aioflamingock import AuditStore, ConfigurationError, Flamingock
 from aioflamingock._redact import redact
 from aioflamingock.dynamodb import DynamoDBAuditStore, DynamoDBContext, DynamoDBTargetSystem
 from aioflamingock.dynamodb._errors import translate
-from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ProtocolKit
+from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ManualClock, ProtocolKit
 from tests.servers import dynamodb_client_options
 
 from ._dynamodb_wire import Wire, key
@@ -54,6 +54,14 @@ class TestDynamoDBAuditStore(AuditStoreConformance):
         self._args = [dynamodb_endpoint, dynamodb_prefix]
         target = DynamoDBTargetSystem("db", client=dynamodb_client)
         async with DynamoDBAuditStore.from_target(target, **tables(dynamodb_prefix)) as store:
+            yield store
+
+    @pytest.fixture
+    async def clocked_store(
+        self, dynamodb_prefix: str, dynamodb_client: Any, clock: ManualClock
+    ) -> AsyncIterator[DynamoDBAuditStore]:
+        target = DynamoDBTargetSystem("db", client=dynamodb_client)
+        async with DynamoDBAuditStore.from_target(target, **tables(dynamodb_prefix), clock=clock) as store:
             yield store
 
     def process_factory(self) -> tuple[str, list[str]]:

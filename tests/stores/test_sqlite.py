@@ -12,7 +12,7 @@ import pytest
 
 from aioflamingock import TransactionAbortedError
 from aioflamingock.sqlite import SQLiteAuditStore, SQLiteContext, SQLiteTargetSystem
-from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ProtocolKit
+from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ManualClock, ProtocolKit
 
 
 def open_store(path: str) -> SQLiteAuditStore:
@@ -29,6 +29,11 @@ class TestSQLiteAuditStore(AuditStoreConformance):
     async def store(self, db_path: str) -> AsyncIterator[SQLiteAuditStore]:
         self._db_path = db_path
         async with open_store(db_path) as store:
+            yield store
+
+    @pytest.fixture
+    async def clocked_store(self, db_path: str, clock: ManualClock) -> AsyncIterator[SQLiteAuditStore]:
+        async with SQLiteAuditStore.from_target(SQLiteTargetSystem("db", path=db_path), clock=clock) as store:
             yield store
 
     def process_factory(self) -> tuple[str, list[str]]:

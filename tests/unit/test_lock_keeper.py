@@ -49,7 +49,7 @@ class ScriptedLock(Lock):
             raise StoreUnavailableError("the store is busy")
         if step == "held":
             return None
-        return LockLease(key, owner, 1, NOW)
+        return LockLease(key, owner, 1)
 
     async def renew(self, lease: LockLease, lease_seconds: float) -> LockLease:
         self.last_renewal = step = self._next(self.renewals, self.last_renewal)

@@ -129,7 +129,15 @@ def test_every_error_derives_from_the_root() -> None:
         ("aioflamingock.sqlite", {"SQLiteAuditStore", "SQLiteContext", "SQLiteTargetSystem", "SQLiteTransaction"}),
         (
             "aioflamingock.testing",
-            {"AuditStoreConformance", "BackendProtocol", "Instance", "ProtocolKit", "assert_no_overlap", "make_entry"},
+            {
+                "AuditStoreConformance",
+                "BackendProtocol",
+                "Instance",
+                "ManualClock",
+                "ProtocolKit",
+                "assert_no_overlap",
+                "make_entry",
+            },
         ),
         (
             "aioflamingock.dynamodb",
