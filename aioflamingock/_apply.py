@@ -16,9 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import nullcontext
 from typing import Any
 
-import anyio
-
 from ._change import Change, ChangeSpec
+from ._driver import retrying
 from ._errors import (
     ChangeMisuseError,
     ConfigurationError,
@@ -50,8 +49,6 @@ __all__ = ["Applier"]
 logger = library_logger(__name__)
 
 _MAX_ERROR_TRACE = 16_000
-_FIRST_RETRY_PAUSE = 0.05
-_MAX_RETRY_PAUSE = 1.0
 _HOSTNAME = socket.gethostname()
 
 
@@ -219,19 +216,20 @@ class Applier:
     ) -> None:
         """Run `work` in one transaction of `target`, again when the database aborted it (nothing committed),
         with a growing pause, until `target.transaction_retry_seconds` would be exceeded."""
-        deadline = time.monotonic() + target.transaction_retry_seconds
-        pause = _FIRST_RETRY_PAUSE
-        while True:
-            try:
-                async with target.transaction() as tx:
-                    await work(tx)
-                return
-            except TransactionAbortedError as exc:
-                if time.monotonic() + pause > deadline:
-                    raise
-                logger.warning("transaction aborted by the database, running it again: %s", redact(str(exc)))
-                await anyio.sleep(pause)
-                pause = min(pause * 2, _MAX_RETRY_PAUSE)
+
+        async def once() -> None:
+            async with target.transaction() as tx:
+                await work(tx)
+
+        def again(exc: Exception) -> None:
+            logger.warning("transaction aborted by the database, running it again: %s", redact(str(exc)))
+
+        await retrying(
+            once,
+            seconds=target.transaction_retry_seconds,
+            transient=lambda exc: isinstance(exc, TransactionAbortedError),
+            again=again,
+        )
 
     async def _apply_shared(self, spec: ChangeSpec, started: float) -> BaseException | None:
         target = self._transactional_target(spec)

@@ -16,9 +16,12 @@ from aioflamingock.backend import AuditStore, Lock, TransactionalTargetSystem, c
 - checking configuration: `check_identifier`, `check_seconds`, `check_distinct`;
 - reading what a store holds: `decode_entry`, `entry_fix`, `skip_corrupt`, `corrupt_entries`, `lock_info`,
   `epoch_datetime`, `LOCK_HORIZON_SECONDS`, `utc_now`;
+- the driver's boundary: `ErrorTable` and `ErrorRule` (one table translating the driver's exceptions), `named`,
+  `retrying` and `Backoff` (trying again while a failure is transient, up to a deadline);
 - watching a change, logging: `set_while`, `library_logger`, `redact`.
 """
 
+from ._driver import Backoff, ErrorRule, ErrorTable, named, retrying
 from ._errors import (
     ChangeMisuseError,
     ClosedResourceError,
@@ -57,11 +60,14 @@ __all__ = [
     "AuditEntry",
     "AuditState",
     "AuditStore",
+    "Backoff",
     "ChangeMisuseError",
     "ClosedResourceError",
     "ConfigurationError",
     "CorruptAuditError",
     "DoctorCheck",
+    "ErrorRule",
+    "ErrorTable",
     "Fence",
     "Lock",
     "LockInfo",
@@ -86,7 +92,9 @@ __all__ = [
     "epoch_datetime",
     "library_logger",
     "lock_info",
+    "named",
     "redact",
+    "retrying",
     "set_while",
     "skip_corrupt",
     "utc_now",

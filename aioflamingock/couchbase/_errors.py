@@ -18,9 +18,9 @@ from collections.abc import Awaitable
 from types import ModuleType
 from typing import TypeVar
 
-from ..backend import StoreError, StoreUnavailableError, redact
+from ..backend import ErrorRule, ErrorTable, StoreError, StoreUnavailableError, named
 
-__all__ = ["INSTALL_HINT", "import_acouchbase", "kv", "sdk_errors", "translate"]
+__all__ = ["ERRORS", "INSTALL_HINT", "import_acouchbase", "kv", "sdk_errors", "translate"]
 
 INSTALL_HINT = 'pip install "aioflamingock[couchbase]"'
 T = TypeVar("T")
@@ -52,20 +52,16 @@ def sdk_errors() -> ModuleType:
     return importlib.import_module("couchbase.exceptions")
 
 
-def _named(exc: BaseException, names: tuple[str, ...]) -> bool:
-    return any(cls.__name__ in names for cls in type(exc).__mro__)
-
-
-def translate(exc: BaseException, what: str) -> StoreError:
-    """Our exception for an SDK error; the caller raises it `from exc`. Messages are redacted."""
-    message = redact(f"Couchbase failed while {what}: {type(exc).__name__}: {exc}")
-    if _named(exc, _AMBIGUOUS):
-        return StoreUnavailableError(f"{message} (the write may or may not have been applied)")
-    if _named(exc, _TRANSIENT):
-        return StoreUnavailableError(message)
-    if _named(exc, _MISSING):
-        return StoreError(f"{message} (does it exist, and may these credentials use it?)")
-    return StoreError(message)
+ERRORS = ErrorTable(
+    "Couchbase",
+    lambda: (sdk_errors().CouchbaseException,),
+    [
+        ErrorRule(named(*_AMBIGUOUS), StoreUnavailableError, "the write may or may not have been applied"),
+        ErrorRule(named(*_TRANSIENT), StoreUnavailableError),
+        ErrorRule(named(*_MISSING), StoreError, "does it exist, and may these credentials use it?"),
+    ],
+)
+translate = ERRORS.translate
 
 
 async def kv(what: str, operation: Awaitable[T], *, expected: tuple[type[BaseException], ...] = ()) -> T:

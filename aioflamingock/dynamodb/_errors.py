@@ -14,19 +14,25 @@ Transactions have rules of their own (`_target.py`): what a commit's cancellatio
 from __future__ import annotations
 
 import importlib
-import random
-import time
 from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any
 
-import anyio
-
-from ..backend import StoreError, StoreUnavailableError, library_logger, redact
+from ..backend import (
+    Backoff,
+    ErrorRule,
+    ErrorTable,
+    StoreError,
+    StoreUnavailableError,
+    library_logger,
+    redact,
+    retrying,
+)
 
 __all__ = [
     "AMBIGUOUS_CODES",
     "DEFAULT_RETRY_SECONDS",
+    "ERRORS",
     "INSTALL_HINT",
     "RETRYABLE_CODES",
     "THROTTLING_CODES",
@@ -102,36 +108,29 @@ def was_not_sent(exc: BaseException) -> bool:
     return isinstance(exc, errors.EndpointConnectionError) and connecting
 
 
-def translate(exc: BaseException, what: str) -> StoreError:
-    """Our exception for a botocore error; the caller raises it `from exc`. Messages are redacted."""
-    code = error_code(exc)
-    message = redact(f"DynamoDB failed while {what}: {type(exc).__name__}: {exc}")
-    if code in RETRYABLE_CODES or is_connection_error(exc):
-        return StoreUnavailableError(message)
-    if code == "ResourceNotFoundException":
-        return StoreError(f"{message} (was the table deleted after the store opened?)")
-    return StoreError(message)
-
-
 def is_retryable(exc: BaseException) -> bool:
+    """Throttled, failed inside the service, or no answer: worth sending again."""
     return error_code(exc) in RETRYABLE_CODES or is_connection_error(exc)
 
 
-class Backoff:
-    """Growing, jittered pauses until a deadline: 0.05 s, doubling up to 1 s."""
+def _botocore_errors() -> tuple[type[BaseException], ...]:
+    errors = botocore_errors()
+    return (errors.ClientError, errors.BotoCoreError)
 
-    def __init__(self, seconds: float) -> None:
-        self._deadline = time.monotonic() + seconds
-        self._pause = _FIRST_PAUSE
 
-    async def wait(self) -> bool:
-        """Sleep before the next attempt; False (without sleeping) when the deadline would be passed."""
-        pause = random.uniform(self._pause / 2, self._pause)
-        if time.monotonic() + pause > self._deadline:
-            return False
-        await anyio.sleep(pause)
-        self._pause = min(self._pause * 2, _MAX_PAUSE)
-        return True
+ERRORS = ErrorTable(
+    "DynamoDB",
+    _botocore_errors,
+    [
+        ErrorRule(is_retryable, StoreUnavailableError),
+        ErrorRule(
+            lambda exc: error_code(exc) == "ResourceNotFoundException",
+            StoreError,
+            "was the table deleted after the store opened?",
+        ),
+    ],
+)
+translate = ERRORS.translate
 
 
 async def request(
@@ -143,16 +142,16 @@ async def request(
 ) -> dict[str, Any]:
     """`send()`, sent again while it fails for a transient reason, for up to `retry_seconds`. Errors whose code is in
     `passthrough` are raised as botocore raised them (the caller gives them a meaning); others are translated."""
-    errors = botocore_errors()
-    backoff = Backoff(retry_seconds)
-    while True:
-        try:
-            return await send()
-        except (errors.ClientError, errors.BotoCoreError) as exc:
-            if error_code(exc) in passthrough:
-                raise
-            if not is_retryable(exc):
-                raise translate(exc, what) from exc
-            logger.debug("DynamoDB: %s failed, sending it again: %s", what, redact(str(exc)))
-            if not await backoff.wait():
-                raise translate(exc, what) from exc
+
+    def transient(exc: Exception) -> bool:
+        return error_code(exc) not in passthrough and is_retryable(exc)
+
+    def again(exc: Exception) -> None:
+        logger.debug("DynamoDB: %s failed, sending it again: %s", what, redact(str(exc)))
+
+    try:
+        return await retrying(send, seconds=retry_seconds, transient=transient, again=again)
+    except _botocore_errors() as exc:
+        if error_code(exc) in passthrough:
+            raise
+        raise translate(exc, what) from exc

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from types import ModuleType
-from typing import TYPE_CHECKING
 
-from ..backend import StoreError, StoreUnavailableError, TransactionAbortedError, redact
+from ..backend import ErrorRule, ErrorTable, StoreUnavailableError, TransactionAbortedError
 
-if TYPE_CHECKING:
-    from pymongo.errors import PyMongoError
-
-__all__ = ["INSTALL_HINT", "import_pymongo", "is_transient_transaction_error", "translate", "translate_errors"]
+__all__ = [
+    "ERRORS",
+    "INSTALL_HINT",
+    "import_pymongo",
+    "is_transient_transaction_error",
+    "translate",
+    "translate_errors",
+]
 
 INSTALL_HINT = 'pip install "aioflamingock[mongodb]"'
 TRANSIENT_TRANSACTION_ERROR = "TransientTransactionError"
@@ -33,25 +34,26 @@ def is_transient_transaction_error(exc: BaseException) -> bool:
     return callable(has_label) and bool(has_label(TRANSIENT_TRANSACTION_ERROR))
 
 
-def translate(exc: PyMongoError, what: str) -> StoreError:
-    """Our exception for a PyMongo error; the caller raises it `from exc`. Messages are redacted: a
-    connection error can quote the URI it was given."""
+def _unavailable(exc: BaseException) -> bool:
     from pymongo import errors
 
-    message = redact(f"MongoDB failed while {what}: {type(exc).__name__}: {exc}")
-    if is_transient_transaction_error(exc):
-        return TransactionAbortedError(message)
-    transient = (errors.ConnectionFailure, errors.ExecutionTimeout, errors.WTimeoutError)
-    if isinstance(exc, transient):  # AutoReconnect, NetworkTimeout and ServerSelectionTimeoutError included
-        return StoreUnavailableError(message)
-    return StoreError(message)
+    # AutoReconnect, NetworkTimeout and ServerSelectionTimeoutError are ConnectionFailures
+    return isinstance(exc, errors.ConnectionFailure | errors.ExecutionTimeout | errors.WTimeoutError)
 
 
-@contextmanager
-def translate_errors(what: str) -> Iterator[None]:
+def _pymongo_errors() -> tuple[type[BaseException], ...]:
     from pymongo.errors import PyMongoError
 
-    try:
-        yield
-    except PyMongoError as exc:
-        raise translate(exc, what) from exc
+    return (PyMongoError,)
+
+
+ERRORS = ErrorTable(
+    "MongoDB",
+    _pymongo_errors,
+    [
+        ErrorRule(is_transient_transaction_error, TransactionAbortedError),
+        ErrorRule(_unavailable, StoreUnavailableError),
+    ],
+)
+translate = ERRORS.translate
+translate_errors = ERRORS.boundary

@@ -23,6 +23,7 @@ from ..backend import (
     entry_fix,
     library_logger,
     redact,
+    retrying,
     skip_corrupt,
 )
 from ._errors import translate_errors
@@ -50,8 +51,6 @@ AUDIT_INDEXES: dict[str, list[tuple[str, int]]] = {
     "changeId_1_seq_-1": [("changeId", 1), ("seq", -1)],  # the newest entry of each change
     "seq_1": [("seq", 1)],  # history, oldest first
 }
-_APPEND_ATTEMPTS = 3
-_APPEND_BACKOFF_SECONDS = 0.02
 _NOT_STORED = ("_id", "seq")
 _MATCH_AT_MOST = 100
 _ACTIONS = ("find", "insert", "update", "listIndexes")  # what a run does to the audit and lock collections
@@ -217,16 +216,20 @@ class MongoDBAuditStore(AuditStore):
     async def append(self, entry: AuditEntry, *, fence: Fence) -> None:
         """A transaction of its own: the fence and the insert. A write conflict (a takeover landing in between)
         aborts it with nothing written; it is then run again, and the takeover shows as `LockLostError`."""
-        for attempt in range(1, _APPEND_ATTEMPTS + 1):
-            try:
-                async with self.target.transaction() as tx:
-                    await self._append_in(tx, entry, fence)
-                return
-            except TransactionAbortedError as exc:
-                if attempt == _APPEND_ATTEMPTS:
-                    raise
-                logger.debug("audit append aborted by the database, again: %s", redact(str(exc)))
-                await anyio.sleep(_APPEND_BACKOFF_SECONDS * attempt)
+
+        async def once() -> None:
+            async with self.target.transaction() as tx:
+                await self._append_in(tx, entry, fence)
+
+        def again(exc: Exception) -> None:
+            logger.debug("audit append aborted by the database, again: %s", redact(str(exc)))
+
+        await retrying(
+            once,
+            seconds=self.target.transaction_retry_seconds,
+            transient=lambda exc: isinstance(exc, TransactionAbortedError),
+            again=again,
+        )
 
     def shares_transactions_with(self, target: TargetSystem) -> bool:
         return target is self.target or self.target.same_database(target)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from ..backend import StoreError, StoreUnavailableError
+from ..backend import ErrorRule, ErrorTable, StoreUnavailableError
 
-__all__ = ["is_busy", "translate_errors"]
+__all__ = ["ERRORS", "is_busy", "translate_errors"]
 
 _TRANSIENT = ("database is locked", "database table is locked", "busy")
 
@@ -18,11 +16,9 @@ def is_busy(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and any(text in str(exc).lower() for text in _TRANSIENT)
 
 
-@contextmanager
-def translate_errors(what: str) -> Iterator[None]:
-    try:
-        yield
-    except sqlite3.Error as exc:
-        if is_busy(exc):
-            raise StoreUnavailableError(f"SQLite busy while {what}: {exc}") from exc
-        raise StoreError(f"SQLite failed while {what}: {exc}") from exc
+ERRORS = ErrorTable(
+    "SQLite",
+    lambda: (sqlite3.Error,),
+    [ErrorRule(is_busy, StoreUnavailableError, "another connection holds the database")],
+)
+translate_errors = ERRORS.boundary
