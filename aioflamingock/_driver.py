@@ -3,11 +3,13 @@ one way to try again while a failure is transient (growing pauses, a deadline)."
 
 from __future__ import annotations
 
+import importlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TypeVar
 
 import anyio
@@ -15,9 +17,18 @@ import anyio
 from ._errors import StoreError
 from ._redact import redact
 
-__all__ = ["Backoff", "ErrorRule", "ErrorTable", "named", "retrying"]
+__all__ = ["Backoff", "ErrorRule", "ErrorTable", "import_driver", "named", "retrying"]
 
 T = TypeVar("T")
+
+
+def import_driver(module: str, *, backend: str, driver: str) -> ModuleType:
+    """`module` of a backend's driver, imported when first needed (importing a backend imports no driver), or an
+    `ImportError` that says which extra installs it: `pip install "aioflamingock[<backend>]"`."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f'aioflamingock.{backend} needs {driver}: pip install "aioflamingock[{backend}]"') from exc
 
 
 def named(*names: str) -> Callable[[BaseException], bool]:

@@ -141,33 +141,27 @@ class RunError(FlamingockError):
         self.report = report
 
 
-class ChangeFailedError(RunError):
+class _ChangeRunError(RunError):
+    """A run that stopped at one change, `change_id`."""
+
+    def __init__(
+        self, message: str, change_id: str, report: RunReport | None = None, *, remedy: Remedy | None = None
+    ) -> None:
+        super().__init__(message, report, remedy=remedy)
+        self.change_id = change_id
+
+
+class ChangeFailedError(_ChangeRunError):
     """A change's `execute` raised. The change's own exception is `__cause__`; `remedy` is set when its writes may
     be committed and a human must say what happened."""
 
-    def __init__(
-        self, message: str, change_id: str, report: RunReport | None = None, *, remedy: Remedy | None = None
-    ) -> None:
-        super().__init__(message, report, remedy=remedy)
-        self.change_id = change_id
 
-
-class RollbackFailedError(RunError):
+class RollbackFailedError(_ChangeRunError):
     """A change's `rollback` raised during `undo()`. The change's own exception is `__cause__`."""
 
-    def __init__(self, message: str, change_id: str, report: RunReport | None = None) -> None:
-        super().__init__(message, report)
-        self.change_id = change_id
 
-
-class ManualInterventionRequiredError(RunError):
+class ManualInterventionRequiredError(_ChangeRunError):
     """A change's recorded state means nobody knows whether it ran; a human must say (`fix`): see `remedy`."""
-
-    def __init__(
-        self, message: str, change_id: str, report: RunReport | None = None, *, remedy: Remedy | None = None
-    ) -> None:
-        super().__init__(message, report, remedy=remedy)
-        self.change_id = change_id
 
 
 class LockError(FlamingockError):

@@ -6,26 +6,29 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import anyio
 from pydantic import ValidationError
 
-from ._errors import ConfigurationError, CorruptAuditError
+from ._errors import ClosedResourceError, ConfigurationError, CorruptAuditError
 from ._model import MAX_SECONDS, AuditEntry, DoctorCheck, Fence, LockInfo, LockLease, Marker, first_lower
 from ._redact import library_logger, redact
 
 __all__ = [
     "LOCK_HORIZON_SECONDS",
     "AuditStore",
+    "LocallyTimedLock",
     "Lock",
     "Resource",
+    "TargetStore",
     "TargetSystem",
     "Transaction",
     "TransactionalTargetSystem",
@@ -330,6 +333,19 @@ class Lock(ABC):
         """Free the lock whoever holds it (operator's `unlock --force`); `False` if nobody held it."""
 
 
+class LocallyTimedLock(Lock):
+    """A lock whose leases are judged by a clock of this host's, because its database has none a condition can
+    read (SQLite, DynamoDB's expressions, Couchbase's key-value service): `clock` gives epoch seconds, injectable
+    (tests move it by hand; every instance sharing the store must agree on it)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+
+    def now_ms(self) -> int:
+        """The clock, in epoch milliseconds."""
+        return int(self.clock() * 1000)
+
+
 class AuditStore(Resource, ABC):
     """Append-only record of every state each change went through, and home of the lock."""
 
@@ -362,3 +378,44 @@ class AuditStore(Resource, ABC):
 
     def subject(self) -> str:
         return "audit store"
+
+
+TargetT = TypeVar("TargetT", bound=TargetSystem)
+LockT = TypeVar("LockT", bound=Lock)
+
+
+class TargetStore(AuditStore, Generic[TargetT, LockT]):
+    """An audit store kept in a target system's database, on its connection (`from_target`). Opening it opens the
+    target, then `_prepare`s what the store needs there (creates or checks its tables), closing the target again
+    if that fails; `doctor()` opens only the target, so checking creates nothing. Its `lock` is `_lock`, set by the
+    constructor or by `_prepare`."""
+
+    target: TargetT
+    _lock: LockT | None = None
+
+    @property
+    def lock(self) -> LockT:
+        return self._while_open(self._lock)
+
+    def _while_open(self, part: T | None) -> T:
+        """`part` of the store, which exists once it is open."""
+        if part is None:
+            raise ClosedResourceError(f"{self.describe()} is not open")
+        return part
+
+    async def _open(self) -> None:
+        await self.target.open()
+        try:
+            await self._prepare()
+        except BaseException:
+            await self.target.close()
+            raise
+
+    async def _close(self) -> None:
+        await self.target.close()
+
+    async def _prepare(self) -> None:
+        """Once the target is open: create what the store needs in its database, or check that it is there."""
+
+    def _doctor_resource(self) -> Resource:
+        return self.target

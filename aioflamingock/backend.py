@@ -7,7 +7,8 @@ from aioflamingock.backend import AuditStore, Lock, TransactionalTargetSystem, c
 ```
 
 - what a backend implements: `Resource`, `TargetSystem`, `TransactionalTargetSystem`, `Transaction`,
-  `AuditStore`, `Lock`;
+  `AuditStore` (or `TargetStore`, for a store kept in a target's database), `Lock` (or `LocallyTimedLock`, for
+  one whose leases are judged by this host's clock);
 - the records it reads and writes: `AuditEntry`, `AuditState`, `TxStrategy`, `Fence`, `LockLease`, `LockInfo`,
   `Marker`, `DoctorCheck`;
 - the errors it raises: `StoreError`, `StoreUnavailableError`, `TransactionAbortedError`,
@@ -17,11 +18,12 @@ from aioflamingock.backend import AuditStore, Lock, TransactionalTargetSystem, c
 - reading what a store holds: `decode_entry`, `entry_fix`, `skip_corrupt`, `corrupt_entries`, `lock_info`,
   `epoch_datetime`, `LOCK_HORIZON_SECONDS`, `utc_now`;
 - the driver's boundary: `ErrorTable` and `ErrorRule` (one table translating the driver's exceptions), `named`,
-  `retrying` and `Backoff` (trying again while a failure is transient, up to a deadline);
+  `import_driver` (a driver imported when first needed), `retrying` and `Backoff` (trying again while a failure
+  is transient, up to a deadline);
 - watching a change, logging: `set_while`, `library_logger`, `redact`.
 """
 
-from ._driver import Backoff, ErrorRule, ErrorTable, named, retrying
+from ._driver import Backoff, ErrorRule, ErrorTable, import_driver, named, retrying
 from ._errors import (
     ChangeMisuseError,
     ClosedResourceError,
@@ -36,8 +38,10 @@ from ._errors import (
 from ._interfaces import (
     LOCK_HORIZON_SECONDS,
     AuditStore,
+    LocallyTimedLock,
     Lock,
     Resource,
+    TargetStore,
     TargetSystem,
     Transaction,
     TransactionalTargetSystem,
@@ -69,6 +73,7 @@ __all__ = [
     "ErrorRule",
     "ErrorTable",
     "Fence",
+    "LocallyTimedLock",
     "Lock",
     "LockInfo",
     "LockLease",
@@ -77,6 +82,7 @@ __all__ = [
     "Resource",
     "StoreError",
     "StoreUnavailableError",
+    "TargetStore",
     "TargetSystem",
     "Transaction",
     "TransactionAbortedError",
@@ -90,6 +96,7 @@ __all__ = [
     "decode_entry",
     "entry_fix",
     "epoch_datetime",
+    "import_driver",
     "library_logger",
     "lock_info",
     "named",

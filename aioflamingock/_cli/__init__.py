@@ -15,32 +15,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._base import (
-    APP_ENV_VAR,
-    EXIT_FAILURE,
-    EXIT_INTERRUPTED,
-    EXIT_MANUAL_INTERVENTION,
-    EXIT_OK,
-    EXIT_PENDING,
-    EXIT_USAGE,
-    INSTALL_HINT,
-    CliError,
-)
+from . import _base
+from ._base import *  # noqa: F403  (the exit codes, the environment variable, CliError)
 from ._loading import load_app
 
-__all__ = [
-    "APP_ENV_VAR",
-    "EXIT_FAILURE",
-    "EXIT_INTERRUPTED",
-    "EXIT_MANUAL_INTERVENTION",
-    "EXIT_OK",
-    "EXIT_PENDING",
-    "EXIT_USAGE",
-    "CliError",
-    "build_app",
-    "load_app",
-    "main",
-]
+__all__ = [*_base.__all__, "build_app", "load_app", "main"]  # noqa: F405  (build_app: on first use)
 
 _NEEDS_THE_EXTRA = {
     "build_app": "._app",
@@ -63,8 +42,8 @@ def main(args: Sequence[str] | None = None) -> None:
         import rich  # noqa: F401
         import typer  # noqa: F401
     except ImportError as exc:  # the `cli` extra is not installed
-        sys.stderr.write(f"error: {INSTALL_HINT} ({exc})\n")
-        raise SystemExit(EXIT_FAILURE) from None
+        sys.stderr.write(f"error: {_base.INSTALL_HINT} ({exc})\n")
+        raise SystemExit(_base.EXIT_FAILURE) from None
     from ._app import build_app
 
     build_app()(args=list(args) if args is not None else None, prog_name="aioflamingock")

@@ -25,8 +25,8 @@ from .. import (
 from ._base import EXIT_OK, EXIT_PENDING
 from ._output import (
     ACTION_STYLES,
-    JSON_HELP,
     OK_OUTCOMES,
+    AsJson,
     Settings,
     command,
     execute,
@@ -171,19 +171,19 @@ def _show_undo(settings: Settings, report: RunReport, to: str, as_json: bool) ->
 
 
 @command("Apply")
-def plan(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False) -> None:
+def plan(ctx: typer.Context, as_json: AsJson = False) -> None:
     """Show what `run` would do with each change, and why. Takes no lock, writes nothing."""
     execute(ctx, lambda fl, s: _plan(fl, s, as_json))
 
 
 @command("Apply")
-def run(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False) -> None:
+def run(ctx: typer.Context, as_json: AsJson = False) -> None:
     """Apply every pending change in order, under the lock. Progress goes to stderr."""
     execute(ctx, lambda fl, s: _run(fl, s, as_json))
 
 
 @command("Apply")
-def validate(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False) -> None:
+def validate(ctx: typer.Context, as_json: AsJson = False) -> None:
     """Exit 0 if nothing is pending, 3 if a run would apply something or a change needs manual intervention."""
     execute(ctx, lambda fl, s: _validate(fl, s, as_json))
 
@@ -192,7 +192,7 @@ def validate(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json",
 def undo(
     ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", metavar="ID", help="The last change to keep applied.")],
-    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Roll back, newest first, every applied change ordered after --to (each needs a rollback)."""
     execute(ctx, lambda fl, s: _undo(fl, s, to, as_json))

@@ -20,7 +20,7 @@ from .. import (
 from ._base import EXIT_FAILURE, EXIT_OK, CliError
 from ._output import (
     GROUPS,
-    JSON_HELP,
+    AsJson,
     Settings,
     command,
     describe_lock,
@@ -190,14 +190,14 @@ def audit_list(
     since: Annotated[
         str | None, typer.Option(metavar="DATETIME", help="Only entries created at or after (ISO 8601; UTC if naive).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Show the current state of each change in the audit, or with --history every entry."""
     execute(ctx, lambda fl, s: _audit(fl, s, history, since, as_json))
 
 
 @command("Inspect", group="issues", name="list")
-def issues_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False) -> None:
+def issues_list(ctx: typer.Context, as_json: AsJson = False) -> None:
     """List the changes that need manual intervention: nobody knows whether they ran."""
     execute(ctx, lambda fl, s: _issues(fl, s, as_json))
 
@@ -206,7 +206,7 @@ def issues_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--jso
 def issues_get(
     ctx: typer.Context,
     change_id: Annotated[str, typer.Argument(metavar="ID", help="The change's id.")],
-    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Show one change that needs manual intervention: its state, its last run, its error, its audit entries."""
     execute(ctx, lambda fl, s: _issue(fl, s, change_id, as_json))
@@ -216,7 +216,7 @@ def issues_get(
 def doctor(
     ctx: typer.Context,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each system.")] = 10.0,
-    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Check everything a run needs and say how to fix each problem. Exit 1 if any check failed. Writes nothing."""
     execute(ctx, lambda fl, s: _doctor(fl, s, timeout, as_json))
@@ -226,7 +226,7 @@ def doctor(
 def health(
     ctx: typer.Context,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the audit store.")] = 5.0,
-    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Exit 0 if the audit store answers and no change needs manual intervention, 1 otherwise (a readiness probe)."""
     execute(ctx, lambda fl, s: _health(fl, s, timeout, as_json))

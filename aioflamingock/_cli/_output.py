@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -55,6 +55,7 @@ __all__ = [
     "OK_OUTCOMES",
     "PANELS",
     "REGISTERED",
+    "AsJson",
     "Registered",
     "Settings",
     "Work",
@@ -77,6 +78,8 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., None])
 
 JSON_HELP = "Print machine-readable JSON on stdout."
+AsJson = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+"""The `--json` option every command that prints takes."""
 
 
 log = logging.getLogger("aioflamingock")

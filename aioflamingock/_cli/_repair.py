@@ -11,7 +11,7 @@ from .. import (
     Flamingock,
 )
 from ._base import EXIT_OK, CliError, Resolution
-from ._output import JSON_HELP, Settings, command, describe_lock, execute, write_json
+from ._output import AsJson, Settings, command, describe_lock, execute, write_json
 
 __all__ = ["fix", "unlock"]
 
@@ -46,7 +46,7 @@ def fix(
     ctx: typer.Context,
     change_id: Annotated[str, typer.Argument(metavar="ID", help="The change's id.")],
     resolution: Annotated[Resolution, typer.Option("--as", help="What really happened to the change.")],
-    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Record a human's verdict on a change: applied (the next run skips it) or rolled-back (it applies it)."""
     execute(ctx, lambda fl, s: _fix(fl, s, change_id, resolution, as_json))

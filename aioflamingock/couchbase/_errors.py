@@ -18,11 +18,10 @@ from collections.abc import Awaitable
 from types import ModuleType
 from typing import TypeVar
 
-from ..backend import ErrorRule, ErrorTable, StoreError, StoreUnavailableError, named
+from ..backend import ErrorRule, ErrorTable, StoreError, StoreUnavailableError, import_driver, named
 
-__all__ = ["ERRORS", "INSTALL_HINT", "import_acouchbase", "kv", "sdk_errors", "translate"]
+__all__ = ["ERRORS", "import_acouchbase", "kv", "sdk_errors", "translate"]
 
-INSTALL_HINT = 'pip install "aioflamingock[couchbase]"'
 T = TypeVar("T")
 
 _TRANSIENT = (
@@ -41,10 +40,7 @@ _MISSING = ("BucketNotFoundException", "ScopeNotFoundException", "CollectionNotF
 
 def import_acouchbase() -> ModuleType:
     """acouchbase's cluster module, or an `ImportError` that says how to install it."""
-    try:
-        return importlib.import_module("acouchbase.cluster")
-    except ImportError as exc:
-        raise ImportError(f"aioflamingock.couchbase needs the Couchbase SDK: {INSTALL_HINT}") from exc
+    return import_driver("acouchbase.cluster", backend="couchbase", driver="the Couchbase SDK")
 
 
 def sdk_errors() -> ModuleType:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..backend import LOCK_HORIZON_SECONDS, Fence, Lock, LockInfo, LockLease, LockLostError, lock_info
+from ..backend import LOCK_HORIZON_SECONDS, Fence, LocallyTimedLock, LockInfo, LockLease, LockLostError, lock_info
 from ._audit import AuditLog
 from ._kv import Doc, Keyspace
 
@@ -69,15 +69,11 @@ def _live(body: dict[str, Any], now_ms: int) -> bool:
     return now_ms < expires <= now_ms + LOCK_HORIZON_SECONDS * 1000
 
 
-class CouchbaseLock(Lock):
+class CouchbaseLock(LocallyTimedLock):
     def __init__(self, keyspace: Keyspace, audit: AuditLog, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(clock)
         self.keyspace = keyspace
         self._audit = audit
-        self._clock = clock
-
-    def now_ms(self) -> int:
-        """The time leases are judged by, in epoch milliseconds: the key-value service has no clock of its own."""
-        return int(self._clock() * 1000)
 
     async def get(self, key: str) -> Doc | None:
         return await self.keyspace.get(lock_key(key))
@@ -140,7 +136,7 @@ class CouchbaseLock(Lock):
             return None
         body = doc.body if isinstance(doc.body, dict) else {}
         acquired, expires = _seconds(body.get("acquiredAt")), _seconds(body.get("expiresAt"))
-        return lock_info(key, body.get("owner"), body.get("fencingToken"), acquired, expires, self._clock())
+        return lock_info(key, body.get("owner"), body.get("fencingToken"), acquired, expires, self.clock())
 
     async def check(self, fence: Fence, what: str) -> None:
         """Raise `LockLostError` unless the lock is `fence`'s, with time left."""

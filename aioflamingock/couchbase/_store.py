@@ -5,13 +5,11 @@ from collections.abc import AsyncIterator, Callable, Iterable
 
 from ..backend import (
     AuditEntry,
-    AuditStore,
-    ClosedResourceError,
     ConfigurationError,
     DoctorCheck,
     Fence,
     LockLostError,
-    Resource,
+    TargetStore,
     TargetSystem,
     Transaction,
     check_distinct,
@@ -30,7 +28,7 @@ DEFAULT_AUDIT_COLLECTION = "flamingockAuditLog"
 DEFAULT_LOCK_COLLECTION = "flamingockLock"
 
 
-class CouchbaseAuditStore(AuditStore):
+class CouchbaseAuditStore(TargetStore[CouchbaseTargetSystem, CouchbaseLock]):
     """Audit log and lock as documents in two collections of the target's bucket, through key-value operations
     only: no query service, no index.
 
@@ -74,7 +72,6 @@ class CouchbaseAuditStore(AuditStore):
         )
         self._clock = clock
         self._log: AuditLog | None = None
-        self._lock: CouchbaseLock | None = None
 
     @classmethod
     def from_target(
@@ -109,37 +106,17 @@ class CouchbaseAuditStore(AuditStore):
         )
 
     @property
-    def lock(self) -> CouchbaseLock:
-        if self._lock is None:
-            raise ClosedResourceError(f"{self.describe()} is not open")
-        return self._lock
-
-    @property
     def log(self) -> AuditLog:
+        return self._while_open(self._log)
+
+    async def _prepare(self) -> None:
         if self._log is None:
-            raise ClosedResourceError(f"{self.describe()} is not open")
-        return self._log
-
-    async def _open(self) -> None:
-        await self.target.open()
-        try:
-            if self._log is None:
-                await ensure_collections(
-                    self.target, self._specs, create=self.create_collections, option="create_collections"
-                )
-                self._log = AuditLog(self.target.keyspace(self.audit_collection, scope=self.scope))
-                self._lock = CouchbaseLock(
-                    self.target.keyspace(self.lock_collection, scope=self.scope), self._log, self._clock
-                )
-        except BaseException:
-            await self.target.close()
-            raise
-
-    async def _close(self) -> None:
-        await self.target.close()
-
-    def _doctor_resource(self) -> Resource:
-        return self.target
+            await ensure_collections(
+                self.target, self._specs, create=self.create_collections, option="create_collections"
+            )
+            self._log = AuditLog(self.target.keyspace(self.audit_collection, scope=self.scope))
+            keyspace = self.target.keyspace(self.lock_collection, scope=self.scope)
+            self._lock = CouchbaseLock(keyspace, self._log, self._clock)
 
     async def _diagnose(self) -> list[DoctorCheck]:
         """Both collections exist (nothing is created), and the store can read them."""

@@ -24,6 +24,7 @@ from ..backend import (
     ErrorTable,
     StoreError,
     StoreUnavailableError,
+    import_driver,
     library_logger,
     redact,
     retrying,
@@ -33,7 +34,6 @@ __all__ = [
     "AMBIGUOUS_CODES",
     "DEFAULT_RETRY_SECONDS",
     "ERRORS",
-    "INSTALL_HINT",
     "RETRYABLE_CODES",
     "THROTTLING_CODES",
     "Backoff",
@@ -48,7 +48,6 @@ __all__ = [
 
 logger = library_logger(__name__)
 
-INSTALL_HINT = 'pip install "aioflamingock[dynamodb]"'
 DEFAULT_RETRY_SECONDS = 10.0
 """How long one request is sent again while DynamoDB throttles it or the connection fails, on top of the retries
 the client itself is configured to make."""
@@ -72,10 +71,7 @@ RETRYABLE_CODES = THROTTLING_CODES | AMBIGUOUS_CODES | {"TransactionConflictExce
 
 def import_aiobotocore() -> ModuleType:
     """aiobotocore's client module (what aioboto3's clients are), or an `ImportError` that says how to install it."""
-    try:
-        return importlib.import_module("aiobotocore.client")
-    except ImportError as exc:
-        raise ImportError(f"aioflamingock.dynamodb needs aioboto3: {INSTALL_HINT}") from exc
+    return import_driver("aiobotocore.client", backend="dynamodb", driver="aioboto3")
 
 
 def botocore_errors() -> ModuleType:

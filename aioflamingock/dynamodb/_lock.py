@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..backend import LOCK_HORIZON_SECONDS, Fence, Lock, LockInfo, LockLease, LockLostError, lock_info
+from ..backend import LOCK_HORIZON_SECONDS, Fence, LocallyTimedLock, LockInfo, LockLease, LockLostError, lock_info
 from ._errors import botocore_errors
 from ._items import number, string
 from ._target import Action
@@ -47,14 +47,11 @@ def _seconds(ms: object) -> object:
         return ms
 
 
-class DynamoDBLock(Lock):
+class DynamoDBLock(LocallyTimedLock):
     def __init__(self, target: DynamoDBTargetSystem, table: str, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(clock)
         self._target = target
         self.table = table
-        self._clock = clock
-
-    def _now_ms(self) -> int:
-        return int(self._clock() * 1000)
 
     def _key(self, key: str) -> dict[str, Any]:
         return {"key": string(key)}
@@ -70,7 +67,7 @@ class DynamoDBLock(Lock):
             return None
 
     async def try_acquire(self, key: str, owner: str, lease_seconds: float) -> LockLease | None:
-        now = self._now_ms()
+        now = self.now_ms()
         expires = now + _ms(lease_seconds)
         response = await self._conditional(
             f"acquiring lock {key!r}",
@@ -109,7 +106,7 @@ class DynamoDBLock(Lock):
         }
 
     async def renew(self, lease: LockLease, lease_seconds: float) -> LockLease:
-        expires = self._now_ms() + _ms(lease_seconds)
+        expires = self.now_ms() + _ms(lease_seconds)
         ours = self._ours(lease)
         ours["ExpressionAttributeValues"][":expires"] = number(expires)
         response = await self._conditional(
@@ -155,7 +152,7 @@ class DynamoDBLock(Lock):
 
         acquired, expires = _seconds(value("acquiredAt", "N")), _seconds(value("expiresAt", "N"))
         owner, token = value("owner", "S"), value("fencingToken", "N")
-        return lock_info(key, owner, token, acquired, expires, self._clock())
+        return lock_info(key, owner, token, acquired, expires, self.clock())
 
     def fence_check(self, fence: Fence, what: str) -> Action:
         """The `ConditionCheck` that makes an audit write conditional on the lock still being `fence`'s."""

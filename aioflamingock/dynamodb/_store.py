@@ -10,12 +10,11 @@ import anyio
 
 from ..backend import (
     AuditEntry,
-    AuditStore,
     ConfigurationError,
     CorruptAuditError,
     DoctorCheck,
     Fence,
-    Resource,
+    TargetStore,
     TargetSystem,
     Transaction,
     TransactionAbortedError,
@@ -99,7 +98,7 @@ class _AuditWrite(CommitPart):
         self._store._seq_used(self._seq)
 
 
-class DynamoDBAuditStore(AuditStore):
+class DynamoDBAuditStore(TargetStore[DynamoDBTargetSystem, DynamoDBLock]):
     """Audit log and lock in two tables reached through the target's client.
 
     Every append is one `TransactWriteItems`: a `ConditionCheck` that the lock item still holds our owner and token,
@@ -155,29 +154,14 @@ class DynamoDBAuditStore(AuditStore):
     def describe(self) -> str:
         return f"DynamoDBAuditStore(audit_table={self.audit_table!r}, lock_table={self.lock_table!r})"
 
-    @property
-    def lock(self) -> DynamoDBLock:
-        return self._lock
-
-    async def _open(self) -> None:
-        await self.target.open()
-        try:
-            if not self._tables_ready:  # two DescribeTable calls on the first open, none after
-                for spec in self._specs:
-                    await ensure_table(
-                        self.target.client, spec, create=self.create_tables, option="create_tables",
-                        retry_seconds=self.target.retry_seconds,
-                    )  # fmt: skip
-                self._tables_ready = True
-        except BaseException:
-            await self.target.close()
-            raise
-
-    async def _close(self) -> None:
-        await self.target.close()
-
-    def _doctor_resource(self) -> Resource:
-        return self.target
+    async def _prepare(self) -> None:
+        if not self._tables_ready:  # two DescribeTable calls on the first open, none after
+            for spec in self._specs:
+                await ensure_table(
+                    self.target.client, spec, create=self.create_tables, option="create_tables",
+                    retry_seconds=self.target.retry_seconds,
+                )  # fmt: skip
+            self._tables_ready = True
 
     async def _diagnose(self) -> list[DoctorCheck]:
         """Both tables exist with their keys (nothing is created), and the store can read them."""

@@ -4,7 +4,16 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
-from ..backend import AuditEntry, AuditStore, Fence, Lock, LockInfo, LockLease, LockLostError, epoch_datetime
+from ..backend import (
+    AuditEntry,
+    AuditStore,
+    Fence,
+    LocallyTimedLock,
+    LockInfo,
+    LockLease,
+    LockLostError,
+    epoch_datetime,
+)
 
 __all__ = ["InMemoryAuditStore", "InMemoryLock"]
 
@@ -17,19 +26,19 @@ class _Record:
     expires_at: float
 
 
-class InMemoryLock(Lock):
+class InMemoryLock(LocallyTimedLock):
     """The lock of an `InMemoryAuditStore`; it coordinates tasks of one process only."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(clock)
         self._records: dict[str, _Record] = {}
         self._tokens: dict[str, int] = {}
-        self._clock = clock
 
     def _lease(self, key: str, record: _Record) -> LockLease:
         return LockLease(key, record.owner, record.token)
 
     async def try_acquire(self, key: str, owner: str, lease_seconds: float) -> LockLease | None:
-        now = self._clock()
+        now = self.clock()
         record = self._records.get(key)
         if record is not None and record.owner != owner and record.expires_at > now:
             return None
@@ -46,7 +55,7 @@ class InMemoryLock(Lock):
         if not self.holds(lease.fence):
             raise LockLostError(f"lock {lease.key!r} is no longer held by {lease.owner!r}")
         record = self._records[lease.key]
-        record.expires_at = self._clock() + lease_seconds
+        record.expires_at = self.clock() + lease_seconds
         return self._lease(lease.key, record)
 
     async def release(self, lease: LockLease) -> bool:
@@ -59,7 +68,7 @@ class InMemoryLock(Lock):
         record = self._records.get(key)
         if record is None:
             return None
-        remaining = record.expires_at - self._clock()
+        remaining = record.expires_at - self.clock()
         return LockInfo(
             key,
             record.owner,

@@ -4,28 +4,22 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from ..backend import ErrorRule, ErrorTable, StoreUnavailableError, TransactionAbortedError
+from ..backend import ErrorRule, ErrorTable, StoreUnavailableError, TransactionAbortedError, import_driver
 
 __all__ = [
     "ERRORS",
-    "INSTALL_HINT",
     "import_pymongo",
     "is_transient_transaction_error",
     "translate",
     "translate_errors",
 ]
 
-INSTALL_HINT = 'pip install "aioflamingock[mongodb]"'
 TRANSIENT_TRANSACTION_ERROR = "TransientTransactionError"
 
 
 def import_pymongo() -> ModuleType:
     """PyMongo, or an `ImportError` that says how to install it."""
-    try:
-        import pymongo
-    except ImportError as exc:
-        raise ImportError(f"aioflamingock.mongodb needs PyMongo: {INSTALL_HINT}") from exc
-    return pymongo
+    return import_driver("pymongo", backend="mongodb", driver="PyMongo")
 
 
 def is_transient_transaction_error(exc: BaseException) -> bool:

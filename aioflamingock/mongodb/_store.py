@@ -9,12 +9,11 @@ import anyio
 
 from ..backend import (
     AuditEntry,
-    AuditStore,
     ConfigurationError,
     DoctorCheck,
     Fence,
     LockLostError,
-    Resource,
+    TargetStore,
     TargetSystem,
     Transaction,
     TransactionAbortedError,
@@ -73,7 +72,7 @@ def _shell_keys(keys: list[tuple[str, int]]) -> str:
     return "{" + ", ".join(f"{field}: {direction}" for field, direction in keys) + "}"
 
 
-class MongoDBAuditStore(AuditStore):
+class MongoDBAuditStore(TargetStore[MongoDBTargetSystem, MongoDBLock]):
     """Audit log and lock in two collections of the target's database, on the target's client.
 
     Every append is a transaction that increments `seq` on the lock's fence document, conditional on our owner
@@ -126,22 +125,7 @@ class MongoDBAuditStore(AuditStore):
     def describe(self) -> str:
         return f"MongoDBAuditStore(database={self.target.database!r}, audit_collection={self.audit_collection!r})"
 
-    @property
-    def lock(self) -> MongoDBLock:
-        return self._lock
-
-    async def _open(self) -> None:
-        await self.target.open()
-        try:
-            await self._check_indexes()
-        except BaseException:
-            await self.target.close()
-            raise
-
-    async def _close(self) -> None:
-        await self.target.close()
-
-    async def _check_indexes(self) -> None:
+    async def _prepare(self) -> None:
         """One read when the indexes are there (every start-up but the first); the missing ones otherwise.
         Creating an index also creates the collection, which must exist before a transaction inserts in it."""
         missing = await self._missing_indexes()
@@ -155,9 +139,6 @@ class MongoDBAuditStore(AuditStore):
         with translate_errors(f"reading the indexes of {self.audit_collection!r}"):
             present = [info["key"] for info in (await self._audit.index_information()).values()]
         return {name: keys for name, keys in AUDIT_INDEXES.items() if keys not in present}
-
-    def _doctor_resource(self) -> Resource:
-        return self.target
 
     async def _diagnose(self) -> list[DoctorCheck]:
         """The audit indexes exist (nothing is created), and the account holds the actions the store uses."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..backend import LOCK_HORIZON_SECONDS, Lock, LockInfo, LockLease, LockLostError, lock_info
+from ..backend import LOCK_HORIZON_SECONDS, LocallyTimedLock, LockInfo, LockLease, LockLostError, lock_info
 from ._errors import translate_errors
 
 if TYPE_CHECKING:
@@ -16,11 +16,11 @@ if TYPE_CHECKING:
 __all__ = ["SQLiteLock"]
 
 
-class SQLiteLock(Lock):
+class SQLiteLock(LocallyTimedLock):
     def __init__(self, target: SQLiteTargetSystem, table: str, clock: Callable[[], float]) -> None:
+        super().__init__(clock)
         self._target = target
         self._table = table
-        self._clock = clock
 
     async def _one(self, sql: str, params: tuple[object, ...], what: str) -> tuple[Any, ...] | None:
         with translate_errors(what):
@@ -28,7 +28,7 @@ class SQLiteLock(Lock):
         return rows[0] if rows else None
 
     async def try_acquire(self, key: str, owner: str, lease_seconds: float) -> LockLease | None:
-        now = self._clock()
+        now = self.clock()
         row = await self._one(
             f"INSERT INTO {self._table} (key, owner, status, acquired_at, expires_at, fencing_token) "
             "VALUES (?1, ?2, 'LOCKED', ?3, ?4, 1) "
@@ -46,7 +46,7 @@ class SQLiteLock(Lock):
         return LockLease(key, owner, int(row[0]))
 
     async def renew(self, lease: LockLease, lease_seconds: float) -> LockLease:
-        expires = self._clock() + lease_seconds
+        expires = self.clock() + lease_seconds
         row = await self._one(
             f"UPDATE {self._table} SET expires_at = ? WHERE key = ? AND owner = ? AND fencing_token = ? "
             "RETURNING expires_at",
@@ -74,7 +74,7 @@ class SQLiteLock(Lock):
         if row is None:
             return None
         owner, token, acquired, expires = row
-        return lock_info(key, owner, token, acquired, expires, self._clock())
+        return lock_info(key, owner, token, acquired, expires, self.clock())
 
     async def force_release(self, key: str) -> bool:
         row = await self._one(

@@ -9,13 +9,12 @@ from typing import Any
 
 from ..backend import (
     AuditEntry,
-    AuditStore,
     ConfigurationError,
     CorruptAuditError,
     DoctorCheck,
     Fence,
     LockLostError,
-    Resource,
+    TargetStore,
     TargetSystem,
     Transaction,
     check_distinct,
@@ -68,7 +67,7 @@ def _entry(row: Iterable[Any], *, where: str, fix: str) -> AuditEntry:
     return decode_entry(data, where=where, fix=fix)
 
 
-class SQLiteAuditStore(AuditStore):
+class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
     """Audit log and lock in two tables of the target's own database file, on the target's connection.
 
     A transactional change on that same target takes the shared-transaction path: its writes, its APPLIED
@@ -108,20 +107,8 @@ class SQLiteAuditStore(AuditStore):
     def describe(self) -> str:
         return f"SQLiteAuditStore({self.target.path!r})"
 
-    @property
-    def lock(self) -> SQLiteLock:
-        return self._lock
-
-    async def _open(self) -> None:
-        await self.target.open()
-        try:
-            await self._create_tables()
-        except BaseException:
-            await self.target.close()
-            raise
-
-    async def _close(self) -> None:
-        await self.target.close()
+    async def _prepare(self) -> None:
+        await self._create_tables()
 
     def _schema(self) -> dict[str, str]:
         """Every table and index the store needs, by name, with the statement that creates it."""
@@ -161,9 +148,6 @@ class SQLiteAuditStore(AuditStore):
                     ]
                 )
         return [name for name in schema if name not in present]
-
-    def _doctor_resource(self) -> Resource:
-        return self.target
 
     async def doctor(self) -> list[DoctorCheck]:
         if self.target.not_created_yet():
