@@ -47,7 +47,7 @@ __all__ = ["BackendProtocol", "Instance", "ProtocolKit"]
 
 SERVICE = "default"
 FAST_LOCK = LockOptions(lease_seconds=10, acquire_timeout_seconds=30, retry_interval_seconds=0.05)
-SHORT_LEASE = 0.3
+SHORT_LEASE = 0.25
 
 
 @dataclass
@@ -244,7 +244,7 @@ class BackendProtocol:
         """Renewals must not conflict with the transaction that carries the fenced entry."""
         instance = await kit.instance()
         self._shared(kit, instance)
-        change = _change(kit, "shared-1", "0001", pause=1.0)  # the lease is renewed three times meanwhile
+        change = _change(kit, "shared-1", "0001", pause=0.7)  # the lease is renewed about four times meanwhile
         lock = LockOptions(lease_seconds=0.5, acquire_timeout_seconds=10, retry_interval_seconds=0.05)
         fl = _flamingock(instance, change, lock=lock)
         assert (await fl.run()).applied == ["shared-1"]

@@ -30,7 +30,7 @@ async def _main(factory: str, key: str, name: str, rounds: int, args: list[str])
                 except Exception:  # busy under contention: try again
                     lease = None
                 if lease is None:
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.05)
             await store.append(make_entry(name, AuditState.STARTED), fence=lease.fence)
             await asyncio.sleep(0.01)
             await store.append(make_entry(name, AuditState.APPLIED), fence=lease.fence)
