@@ -58,7 +58,7 @@ from ._model import (
     RunReport,
     RunStatus,
 )
-from ._planning import PlanRow, blocking, issues, live_execution, read_plan
+from ._planning import PlanRow, blocking, issues, live_holder, read_plan
 from ._redact import library_logger, redact
 
 __all__ = ["DISABLE_ENV_VAR", "Flamingock", "NonIdempotentRetryWarning"]
@@ -259,10 +259,7 @@ class Flamingock:
         """Raise `PendingChangesError` if a run would apply anything or a change needs manual intervention."""
         pending = [p for p in await self.plan() if p.action is not PlannedAction.SKIP]
         if pending:
-            lines = "\n".join(
-                f"  - {p.change_id}: {p.action.value} ({p.reason}{'' if p.remedy is None else f'; {p.remedy}'})"
-                for p in pending
-            )
+            lines = "\n".join(f"  - {p.change_id}: {p.action.value} ({p.explain()})" for p in pending)
             raise PendingChangesError(f"{len(pending)} change(s) pending:\n{lines}", [p.change_id for p in pending])
 
     async def issues(self) -> list[ChangeIssue]:
@@ -270,7 +267,7 @@ class Flamingock:
         specs = self.changes()
         async with self._session():
             rows = await read_plan(self.audit_store, self.target_systems, specs)
-            return issues(rows, live_execution(await self.audit_store.lock.read(self.service)))
+            return issues(rows, await live_holder(self.audit_store, self.service))
 
     # -- probing ------------------------------------------------------------------------------------------------
 

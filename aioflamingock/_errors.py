@@ -29,10 +29,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._redact import redact
+from ._remedy import Remedy
 
 if TYPE_CHECKING:
     from ._model import RunReport
-    from ._remedy import Remedy
 
 __all__ = [
     "ChangeFailedError",
@@ -203,8 +203,6 @@ class CorruptAuditError(StoreError):
     skips it with a warning, and `doctor()` lists every one."""
 
     def __init__(self, where: str, field: str, problem: str, fix: str, *, change_id: object = None) -> None:
-        from ._remedy import Remedy
-
         # `problem` quotes what the store holds, which may be anything, a credential included
         message = redact(f"{where}: this audit entry cannot be read: {field} {problem}. To fix it: {fix}")
         # once the entry is corrected or removed, a human says what is true of the change it names, if any

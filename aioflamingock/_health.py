@@ -8,7 +8,7 @@ import anyio
 
 from ._errors import ClosedResourceError, ConfigurationError
 from ._model import Health
-from ._planning import issues, live_execution, read_plan
+from ._planning import issues, live_holder, read_plan
 from ._redact import redact
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ async def health(fl: Flamingock, timeout_seconds: float) -> Health:
         with anyio.fail_after(timeout_seconds):
             async with fl._session():
                 rows = await read_plan(fl.audit_store, fl.target_systems, specs)
-                holder = live_execution(await fl.audit_store.lock.read(fl.service))
+                holder = await live_holder(fl.audit_store, fl.service)
     except TimeoutError:
         return Health(False, error=f"the audit store did not answer within {timeout_seconds:g} s")
     except (ConfigurationError, ClosedResourceError):

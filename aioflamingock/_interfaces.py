@@ -95,9 +95,9 @@ corrupt_entries: ContextVar[list[CorruptAuditError] | None] = ContextVar("aiofla
 """Set by `doctor()` while it reads the history: every entry `skip_corrupt` skips is collected there."""
 
 
-def entry_fix(remove: str, change_id: object) -> str:
-    """What to do with a corrupt entry: correct it, or remove it (`remove` says how) and record the truth (the
-    error's `remedy`, when the entry names its change)."""
+def entry_fix(remove: str) -> str:
+    """What to do with a corrupt entry: correct it, or remove it (`remove` says how). What to record afterwards is
+    the error's `remedy`, when the entry names its change."""
     return f"correct that field, or remove the entry ({remove})"
 
 

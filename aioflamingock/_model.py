@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -299,6 +300,10 @@ class PlannedChange:
     action: PlannedAction
     reason: str
     remedy: Remedy | None = None
+
+    def explain(self, words: Callable[[Remedy], str] = str) -> str:
+        """The reason, then the remedy if there is one, in `words` (the library's by default)."""
+        return self.reason if self.remedy is None else f"{self.reason}; {words(self.remedy)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from ._model import AuditEntry, ChangeIssue, LockInfo, PlannedAction, PlannedCha
 from ._remedy import Remedy
 from ._resolver import needs_marker_check, resolve
 
-__all__ = ["PlanRow", "blocking", "issues", "live_execution", "read_plan"]
+__all__ = ["PlanRow", "blocking", "issues", "live_execution", "live_holder", "read_plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +79,11 @@ def live_execution(info: LockInfo | None) -> str | None:
     if info is None or info.remaining_seconds <= 0:
         return None
     return info.owner.rsplit("/", 1)[-1]
+
+
+async def live_holder(store: AuditStore, service: str) -> str | None:
+    """The execution id of the run holding `service`'s lock right now, read from the store."""
+    return live_execution(await store.lock.read(service))
 
 
 def issues(rows: Iterable[PlanRow], holder: str | None) -> list[ChangeIssue]:

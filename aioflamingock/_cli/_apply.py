@@ -108,8 +108,9 @@ async def _plan(fl: Flamingock, settings: Settings, as_json: bool) -> int:
         return EXIT_OK
     table = new_table("Change", "Action", "Reason")
     for p in plan:
-        reason = p.reason if p.remedy is None else f"{p.reason}; {settings.remedy_words(p.remedy)}"
-        table.add_row(p.change_id, Text(p.action.value, style=ACTION_STYLES[p.action]), reason)
+        table.add_row(
+            p.change_id, Text(p.action.value, style=ACTION_STYLES[p.action]), p.explain(settings.remedy_words)
+        )
     settings.out.print(table)
     pending = sum(1 for p in plan if p.action is not PlannedAction.SKIP)
     settings.out.print(f"{len(plan)} change(s), {pending} not applied")
@@ -137,8 +138,8 @@ async def _validate(fl: Flamingock, settings: Settings, as_json: bool) -> int:
         else:
             settings.out.print(Text(f"{len(pending)} change(s) pending:", style="yellow"))
             for p in pending:
-                reason = p.reason if p.remedy is None else f"{p.reason}; {settings.remedy_words(p.remedy)}"
-                settings.out.print(Text(f"  - {p.change_id}: {p.action.value} ({reason})", style="yellow"))
+                line = f"  - {p.change_id}: {p.action.value} ({p.explain(settings.remedy_words)})"
+                settings.out.print(Text(line, style="yellow"))
         return EXIT_PENDING
     if as_json:
         write_json({"upToDate": True, "pending": []})

@@ -60,7 +60,7 @@ def document(entry: AuditEntry, seq: int) -> dict[str, Any]:
 
 
 def _entry(body: object, where: str) -> AuditEntry:
-    fix = entry_fix("remove it", body.get("changeId") if isinstance(body, dict) else None)
+    fix = entry_fix("remove it")
     if not isinstance(body, dict):
         raise CorruptAuditError(where, "the entry", f"is {body!r:.60}, not a JSON object", fix)
     return decode_entry({k: v for k, v in body.items() if k != "seq"}, where=where, fix=fix)

@@ -58,7 +58,7 @@ def _entry(item: Item, table: str) -> AuditEntry:
     seq = item.get("seq", {}).get("N")
     where = f"DynamoDB table {table!r}, item seq {seq}"
     change_id = item.get("changeId", {}).get("S")
-    fix = entry_fix("delete that item", change_id)
+    fix = entry_fix("delete that item")
     try:
         document = from_item(item)
     except (KeyError, TypeError, ValueError) as exc:

@@ -64,7 +64,7 @@ def _document(entry: AuditEntry) -> dict[str, Any]:
 
 def _entry(document: dict[str, Any], collection: str) -> AuditEntry:
     where = f"MongoDB collection {collection!r}, document _id {document.get('_id')!r}"
-    fix = entry_fix(f"`db.{collection}.deleteOne({{_id: ...}})` with that _id", document.get("changeId"))
+    fix = entry_fix(f"`db.{collection}.deleteOne({{_id: ...}})` with that _id")
     return decode_entry({k: v for k, v in document.items() if k not in _NOT_STORED}, where=where, fix=fix)
 
 

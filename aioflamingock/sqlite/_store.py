@@ -215,8 +215,7 @@ class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
     def _decode(self, row: tuple[Any, ...]) -> AuditEntry:
         """`row` is the row id, then `_COLUMNS`."""
         where = f"SQLite table {self.audit_table!r} in {self.target.path!r}, row id {row[0]}"
-        change_id = row[1 + _COLUMNS.index("change_id")]
-        fix = entry_fix(f"`DELETE FROM {self.audit_table} WHERE id = {row[0]}`", change_id)
+        fix = entry_fix(f"`DELETE FROM {self.audit_table} WHERE id = {row[0]}`")
         return _entry(row[1:], where=where, fix=fix)
 
     async def history(self) -> AsyncIterator[AuditEntry]:

@@ -14,7 +14,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import anyio
@@ -59,10 +59,9 @@ class Instance:
     store: AuditStore
     app: TargetSystem
     other: TransactionalTargetSystem | None = None
-    extra_targets: list[TargetSystem] = field(default_factory=list)
 
     def targets(self) -> list[TargetSystem]:
-        return [self.app, *([self.other] if self.other is not None else []), *self.extra_targets]
+        return [self.app, *([self.other] if self.other is not None else [])]
 
 
 class ProtocolKit(ABC):
@@ -152,6 +151,16 @@ def _change(
         "__qualname__": name,
     }
     return cast("type[Change]", type(name, (Change,), attributes))
+
+
+def _one_per_path(kit: ProtocolKit, instance: Instance) -> list[type[Change]]:
+    """A change on each path the backend has: non-transactional, shared transaction, marker."""
+    changes = [_change(kit, "nontx-1", "0001", transactional=False)]
+    if kit.transactions_skip is None:
+        changes.append(_change(kit, "shared-1", "0002"))
+        if instance.other is not None:
+            changes.append(_change(kit, "marker-1", "0003", target="other"))
+    return changes
 
 
 def _flamingock(instance: Instance, *changes: type[Change], lock: LockOptions = FAST_LOCK) -> Flamingock:
@@ -414,11 +423,7 @@ class BackendProtocol:
     async def test_a_run_with_nothing_pending_takes_no_lock_and_writes_nothing(self, kit: ProtocolKit) -> None:
         """It completes while another instance holds the lock, and the audit is unchanged."""
         instance, rival = await kit.instance(), await kit.instance()
-        changes = [_change(kit, "nontx-1", "0001", transactional=False)]
-        if kit.transactions_skip is None:
-            changes.append(_change(kit, "shared-1", "0002"))
-            if instance.other is not None:
-                changes.append(_change(kit, "marker-1", "0003", target="other"))
+        changes = _one_per_path(kit, instance)
         assert (await _flamingock(instance, *changes).run()).status is RunStatus.SUCCESS
         before = [e async for e in _flamingock(instance, *changes).history()]
         impatient = LockOptions(lease_seconds=10, acquire_timeout_seconds=0.5, retry_interval_seconds=0.05)
@@ -456,11 +461,7 @@ class BackendProtocol:
 
     async def test_concurrent_instances_apply_each_change_once(self, kit: ProtocolKit) -> None:
         instances = [await kit.instance() for _ in range(8)]
-        changes = [_change(kit, "nontx-1", "0001", transactional=False)]
-        if kit.transactions_skip is None:
-            changes.append(_change(kit, "shared-1", "0002"))
-            if instances[0].other is not None:
-                changes.append(_change(kit, "marker-1", "0003", target="other"))
+        changes = _one_per_path(kit, instances[0])
         reports = await asyncio.gather(*(_flamingock(i, *changes).run() for i in instances))
         applied = sorted(change_id for report in reports for change_id in report.applied)
         assert applied == sorted(c.id for c in changes)
