@@ -34,7 +34,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -355,7 +357,7 @@ def start_couchbase() -> CouchbaseServer | None:
 
 
 def _couchbase_from_url(url: str) -> CouchbaseServer:
-    from urllib.parse import unquote, urlsplit
+    from urllib.parse import unquote
 
     parts = urlsplit(url)
     bucket = parts.path.strip("/")
@@ -469,3 +471,91 @@ if __name__ == "__main__":
     kind, port_text = sys.argv[1:]
     assert kind == "moto", "usage: python -m tests.servers moto PORT"
     _moto_server(int(port_text)).serve_forever()
+
+
+class Proxy:
+    """A TCP proxy to the endpoint on a port of its own. `stop()` closes it (new connections are refused) and cuts
+    the open ones; `start()` listens again on the same port. The endpoint behind it, and its data, stay."""
+
+    def __init__(self, endpoint: str) -> None:
+        parts = urlsplit(endpoint)
+        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._guard = threading.Lock()
+
+    def start(self) -> None:
+        assert self._listener is None
+        self._listener = socket.create_server(("127.0.0.1", self.port))  # SO_REUSEADDR: the same port again
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                downstream, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self._upstream, timeout=5)
+            except OSError:
+                downstream.close()
+                continue
+            with self._guard:
+                self._open |= {downstream, upstream}
+            for source, sink in ((downstream, upstream), (upstream, downstream)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                self._cut(end)
+
+    def _cut(self, end: socket.socket) -> None:
+        with self._guard:
+            self._open.discard(end)
+        with contextlib.suppress(OSError):
+            end.shutdown(socket.SHUT_RDWR)
+        end.close()
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            self._cut(self._listener)  # shutdown wakes the thread blocked in accept()
+            self._listener = None
+        with self._guard:
+            open_now = list(self._open)
+        for end in open_now:
+            self._cut(end)
+
+
+class RestartableSecantus:
+    """A SecantusDB on disk in `directory`, stopped and started again on the same port with the same data."""
+
+    def __init__(self, directory: Path) -> None:
+        try:
+            from secantus import SecantusDBServer
+        except ImportError:
+            unavailable('SecantusDB is not installed: pip install -e ".[dev]"')
+        self._server_class = SecantusDBServer
+        self.storage = str(directory / "secantus-data")
+        self.server: Any = None
+        self.port = 0
+        self.restart()
+        self.uri: str = self.server.uri
+
+    def stop(self) -> None:
+        if self.server is not None:
+            _stop_secantus(self.server)
+            self.server = None
+
+    def restart(self) -> None:
+        assert self.server is None
+        self.server = self._server_class(host="127.0.0.1", port=self.port, storage_path=self.storage)
+        self.server.start()
+        self.port = self.server.address[1]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, cast
@@ -42,6 +41,7 @@ from .. import (
     TxStrategy,
 )
 from ..backend import utc_now
+from ._processes import ProcessScenarios
 
 __all__ = ["BackendProtocol", "Instance", "ProtocolKit"]
 
@@ -73,7 +73,8 @@ class ProtocolKit(ABC):
     """
 
     transactions_skip: str | None = None
-    """Why this backing cannot run transactional changes here (the shared and marker scenarios skip), or None."""
+    """Why the store's own target cannot run transactional changes here (the shared-transaction scenarios skip), or
+    None. The marker scenarios need `Instance.other` only."""
 
     def __init__(self) -> None:
         self.exit_stack = AsyncExitStack()
@@ -105,6 +106,25 @@ class ProtocolKit(ABC):
     def lose_commit_answers(self, target: TransactionalTargetSystem, times: int) -> AbstractAsyncContextManager[None]:
         """While entered, the next `times` commits of `target` are sent but their answer is lost. Leave the
         backing usable on exit (a transaction left open must end)."""
+        raise NotImplementedError
+
+    def process_kit(self) -> tuple[str, list[str]]:
+        """How another process builds this kit on the same backing, for the real-process scenarios: an importable
+        `module:callable` and its string arguments; the callable returns the kit. Those scenarios skip where this
+        raises NotImplementedError (a backing that lives in this process only)."""
+        raise NotImplementedError("this backing lives in the test's process: no other process can reach it")
+
+    async def after_kill(self) -> None:
+        """Called once a process of the real-process scenarios was SIGKILLed, before anything is read: end what
+        the dead process left open that only a server-side timeout would end otherwise (a transaction, say)."""
+        return None
+
+    async def stop_backing(self) -> None:
+        """Make the backing unreachable, its data kept (the `outage_kit` fixture's kit only)."""
+        raise NotImplementedError
+
+    async def start_backing(self) -> None:
+        """Make the backing reachable again, with the data it had."""
         raise NotImplementedError
 
     async def aclose(self) -> None:
@@ -158,8 +178,8 @@ def _one_per_path(kit: ProtocolKit, instance: Instance) -> list[type[Change]]:
     changes = [_change(kit, "nontx-1", "0001", transactional=False)]
     if kit.transactions_skip is None:
         changes.append(_change(kit, "shared-1", "0002"))
-        if instance.other is not None:
-            changes.append(_change(kit, "marker-1", "0003", target="other"))
+    if instance.other is not None:
+        changes.append(_change(kit, "marker-1", "0003", target="other"))
     return changes
 
 
@@ -185,13 +205,9 @@ def _entry(change_id: str, state: AuditState, strategy: TxStrategy, target: str)
     )
 
 
-class BackendProtocol:
-    """Subclass me and provide a `kit` fixture (a `ProtocolKit` on a fresh backing, closed after the test)."""
-
-    @pytest.fixture
-    async def kit(self) -> AsyncIterator[ProtocolKit]:
-        raise NotImplementedError("override the `kit` fixture")
-        yield  # pragma: no cover
+class BackendProtocol(ProcessScenarios):
+    """Subclass me and provide a `kit` fixture (a `ProtocolKit` on a fresh backing, closed after the test); for
+    the outage scenario, an `outage_kit` fixture too (a kit whose `stop_backing` and `start_backing` work)."""
 
     @staticmethod
     def _transactions(kit: ProtocolKit) -> None:
@@ -200,7 +216,6 @@ class BackendProtocol:
 
     @staticmethod
     def _marker(kit: ProtocolKit, instance: Instance) -> TransactionalTargetSystem:
-        BackendProtocol._transactions(kit)
         if instance.other is None:
             pytest.skip("this backend has no target that cannot share the store's transactions")
         return instance.other

@@ -1,4 +1,4 @@
-"""A throwaway application for the fault-injection tests: one Flamingock run on SQLite, in its own OS process.
+"""A throwaway application for the SQLite fault-injection tests: one Flamingock run, in its own OS process.
 
 ```
 python tests/faults/_app.py --audit AUDIT.db --target APP.db --effects EFFECTS.txt --signals DIR
@@ -6,29 +6,217 @@ python tests/faults/_app.py --audit AUDIT.db --target APP.db --effects EFFECTS.t
        [--busy-timeout S]
 ```
 
-The changes, the effect lines, the readiness files and the exit codes are `_harness.py`'s. Here the audit store's
-database is AUDIT.db (shared path), the marker path's is APP.db. `--block S` makes every shared-transaction change
-block the event loop for S seconds; `--busy-timeout` is SQLite's.
+Per copy `i` it declares, in this order:
+
+| change | path | what `execute` does |
+|---|---|---|
+| `shared-i` | shared transaction (AUDIT.db, the audit store's own database) | 3 rows into `app_rows` there |
+| `marker-i` | separate transaction with marker (APP.db) | 3 rows into `app_rows` there |
+| `nontx-i` | non-transactional | nothing but its effect line (that line *is* its side effect) |
+
+Every `execute` first appends `<change id> <execution id> <pid>` to EFFECTS.txt with one `O_APPEND` write, so
+the tests count how often each change really ran, across processes. Rows carry the execution id too.
+`DIR/<pid>.started` appears when the run starts, just before it reads the audit.
+
+`--hang ID` makes change ID, after its writes, create `DIR/ID.ready` (holding `<execution id> <pid>`) and wait
+until `DIR/ID.go` exists: the tests kill or pause the process at that known point. `--delay S` makes every
+change sleep S seconds (asynchronously); `--block S` makes every shared-transaction change block the event loop
+for S seconds; `--busy-timeout` is SQLite's.
+
+Exit codes: see `EXIT_CODES`; the error ends stderr as `error: <ErrorType>: <message>`.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
 import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
 
-from _harness import (
-    EVENTS,
-    ROWS_PER_CHANGE,
-    Probe,
-    add_common_arguments,
-    changes,
-    lock_options,
-    nontx_recovery,
-    run_main,
+from aioflamingock import (
+    Change,
+    ChangeFailedError,
+    Event,
+    EventKind,
+    Flamingock,
+    FlamingockError,
+    LockAcquisitionTimeoutError,
+    LockLostError,
+    LockOptions,
+    ManualInterventionRequiredError,
+    NonTransactionalContext,
+    NonTransactionalTargetSystem,
+    Recovery,
+    RunReport,
+    StoreError,
 )
-
-from aioflamingock import Flamingock, NonTransactionalTargetSystem, RunReport
 from aioflamingock.sqlite import SQLiteAuditStore, SQLiteContext, SQLiteTargetSystem
+
+EVENTS = "events"
+ROWS_PER_CHANGE = 3
+PARK_LIMIT_SECONDS = 60.0
+"""A parked change gives up after this long, so a process the tests forgot can never live on."""
+
+EXIT_OK = 0
+EXIT_CODES: list[tuple[type[BaseException], int]] = [
+    (LockLostError, 3),
+    (ManualInterventionRequiredError, 4),
+    (ChangeFailedError, 5),
+    (LockAcquisitionTimeoutError, 6),
+    (StoreError, 7),
+    (FlamingockError, 8),
+]
+EXIT_UNEXPECTED = 9
+ERROR_PREFIX = "error: "
+
+WriteRows = Callable[[Any, str, str], Awaitable[None]]
+"""`write_rows(ctx, change_id, execution_id)`: the app's 3 rows, inside the change's transaction."""
+
+
+class Probe:
+    """How a change tells the tests that it ran, and where it parks for them."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.effects: Path = args.effects
+        self.signals: Path = args.signals
+        self.hang: str | None = args.hang
+        self.delay: float = args.delay
+        self.execution_id = "?"
+        """This process's run, set by the RUN_STARTED listener before any change runs."""
+
+    async def listener(self, event: Event) -> None:
+        if event.kind is EventKind.RUN_STARTED:
+            self.execution_id = event.execution_id
+            (self.signals / f"{os.getpid()}.started").touch()  # the run is about to read the audit
+
+    def record_effect(self, change_id: str) -> None:
+        line = f"{change_id} {self.execution_id} {os.getpid()}\n".encode()
+        fd = os.open(self.effects, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)  # one write with O_APPEND: lines of concurrent processes never interleave
+        finally:
+            os.close(fd)
+
+    def _signal_ready(self, change_id: str) -> None:
+        ready = self.signals / f"{change_id}.ready"
+        partial = ready.with_suffix(".partial")
+        partial.write_text(f"{self.execution_id} {os.getpid()}")
+        partial.rename(ready)  # atomic: the test never reads half a file
+
+    async def after_work(self, change_id: str) -> None:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.hang != change_id:
+            return
+        self._signal_ready(change_id)
+        go = self.signals / f"{change_id}.go"
+        deadline = time.monotonic() + PARK_LIMIT_SECONDS
+        while not go.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{change_id}: nobody created {go.name}")
+            await asyncio.sleep(0.005)
+
+
+def changes(
+    probe: Probe,
+    i: int,
+    *,
+    store_target: str,
+    app_target: str,
+    write_rows: WriteRows,
+    nontx_recovery: Recovery,
+    block: float = 0.0,
+) -> list[type[Change]]:
+    """Copy `i` of the three changes. `block` makes the shared change block the event loop for that long, like a
+    CPU-bound step or a synchronous call inside `execute`."""
+
+    class Shared(Change):
+        id = f"shared-{i}"
+        order = f"{i:04d}.1"
+        author = "faults"
+        target_system = store_target
+
+        async def execute(self, ctx: Any) -> None:
+            probe.record_effect(self.id)
+            await write_rows(ctx, self.id, probe.execution_id)
+            if block:
+                time.sleep(block)  # noqa: ASYNC251 - on purpose: the event loop is stuck in the change's code
+            await probe.after_work(self.id)
+
+    class Marked(Change):
+        id = f"marker-{i}"
+        order = f"{i:04d}.2"
+        author = "faults"
+        target_system = app_target
+
+        async def execute(self, ctx: Any) -> None:
+            probe.record_effect(self.id)
+            await write_rows(ctx, self.id, probe.execution_id)
+            await probe.after_work(self.id)
+
+    class NonTransactional(Change):
+        id = f"nontx-{i}"
+        order = f"{i:04d}.3"
+        author = "faults"
+        target_system = EVENTS
+        transactional = False
+        recovery = nontx_recovery
+        idempotency = "a test double: running it twice only adds a second line, which the tests count"
+
+        async def execute(self, ctx: NonTransactionalContext) -> None:
+            probe.record_effect(self.id)
+            await probe.after_work(self.id)
+
+    return [Shared, Marked, NonTransactional]
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--effects", type=Path, required=True)
+    parser.add_argument("--signals", type=Path, required=True)
+    parser.add_argument("--copies", type=int, default=1)
+    parser.add_argument("--hang")
+    parser.add_argument("--nontx-recovery", choices=["manual", "retry"], default="manual")
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--lease", type=float, default=1.5)
+
+
+def nontx_recovery(args: argparse.Namespace) -> Recovery:
+    return Recovery.ALWAYS_RETRY if args.nontx_recovery == "retry" else Recovery.MANUAL_INTERVENTION
+
+
+def lock_options(args: argparse.Namespace) -> LockOptions:
+    return LockOptions(lease_seconds=args.lease, acquire_timeout_seconds=30, retry_interval_seconds=0.2)
+
+
+def _exit_code(exc: BaseException) -> int:
+    return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), EXIT_UNEXPECTED)
+
+
+def _print_report(report: RunReport) -> None:
+    sys.stdout.write(f"execution_id={report.execution_id} status={report.status.value}\n")
+
+
+def run_main(run: Callable[[], Coroutine[Any, Any, RunReport]]) -> int:
+    """Run one Flamingock run; print its report; map its error to an exit code, the error last on stderr."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        report = asyncio.run(run())
+    except Exception as exc:
+        report_of = getattr(exc, "report", None)
+        if report_of is not None:
+            _print_report(report_of)
+        if _exit_code(exc) == EXIT_UNEXPECTED:
+            logging.exception("unexpected error")
+        sys.stderr.write(f"{ERROR_PREFIX}{type(exc).__name__}: {exc}\n")  # last, after any log line
+        return _exit_code(exc)
+    _print_report(report)
+    return EXIT_OK
+
 
 AUDIT_DB = "audit-db"
 APP_DB = "app-db"

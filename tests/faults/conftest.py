@@ -48,17 +48,6 @@ class Entry:
 
 
 @dataclass(frozen=True)
-class DocumentEntry:
-    """One audit entry of a document store (MongoDB, DynamoDB, Couchbase), as another process wrote it."""
-
-    execution_id: str
-    change_id: str
-    state: str
-    tx_strategy: str
-    metadata: dict[str, object]
-
-
-@dataclass(frozen=True)
 class Exited:
     code: int
     stdout: str
@@ -126,9 +115,8 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.01)
 
 
-class Processes:
-    """An effects file and a signal folder in `tmp_path`, and the app processes that use them: what the SQLite and
-    the MongoDB fault tests share."""
+class Faults:
+    """Two database files, an effects file and a signal folder in `tmp_path`, and the processes using them."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp = tmp_path
@@ -136,6 +124,8 @@ class Processes:
         self.signals = tmp_path / "signals"
         self.signals.mkdir()
         self.apps: list[App] = []
+        self.audit_db = tmp_path / "audit.db"
+        self.app_db = tmp_path / "app.db"
 
     def launch(self, script: Path, args: list[str]) -> App:
         n = len(self.apps)
@@ -145,38 +135,6 @@ class Processes:
         app = App(popen, out, err)
         self.apps.append(app)
         return app
-
-    kinds: tuple[str, ...] = ("shared", "marker", "nontx")
-    """The changes of `_harness.py` the apps declare (per copy)."""
-
-    def start(self, **options: Any) -> App:
-        raise NotImplementedError
-
-    # -- what the processes left behind: each backend reads its own ----------------------------------------------
-
-    def audit(self, change_id: str | None = None) -> list[Any]:
-        """The audit entries, oldest first (each with `execution_id, change_id, state, tx_strategy, metadata`)."""
-        raise NotImplementedError
-
-    def lock(self) -> Any:
-        """The service's lock record; None when nobody holds it."""
-        raise NotImplementedError
-
-    def markers(self) -> list[tuple[str, str]]:
-        """The marker path's markers: (change id, execution id)."""
-        raise NotImplementedError
-
-    def store_rows(self, change_id: str) -> list[tuple[str, int]]:
-        """The rows a shared-transaction change committed in the store's database: (execution id, n)."""
-        raise NotImplementedError
-
-    def target_rows(self, change_id: str) -> list[tuple[str, int]]:
-        """The rows a marker-path change committed in its target's database: (execution id, n)."""
-        raise NotImplementedError
-
-    def after_kill(self) -> None:
-        """Called right after a SIGKILL, before anything is read: what the backend needs to forget the dead
-        process (MongoDB: its open transaction)."""
 
     def states(self, change_id: str) -> list[str]:
         return [e.state for e in self.audit(change_id)]
@@ -224,15 +182,6 @@ class Processes:
     def effect_executions(self, change_id: str) -> list[str]:
         lines = self.effects_file.read_text().splitlines() if self.effects_file.exists() else []
         return [line.split()[1] for line in lines if line.split()[0] == change_id]
-
-
-class Faults(Processes):
-    """Two database files, an effects file and a signal folder in `tmp_path`, and the processes using them."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        super().__init__(tmp_path)
-        self.audit_db = tmp_path / "audit.db"
-        self.app_db = tmp_path / "app.db"
 
     # -- processes ----------------------------------------------------------------------------------------------
 
@@ -312,12 +261,6 @@ class Faults(Processes):
         """The committed `app_rows` of a change: (execution id, n)."""
         rows = self._query(db, "SELECT execution_id, n FROM app_rows WHERE change_id = ? ORDER BY rowid", (change_id,))
         return [(r[0], r[1]) for r in rows]
-
-    def store_rows(self, change_id: str) -> list[tuple[str, int]]:
-        return self.rows(self.audit_db, change_id)
-
-    def target_rows(self, change_id: str) -> list[tuple[str, int]]:
-        return self.rows(self.app_db, change_id)
 
     def markers(self) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self._query(self.app_db, "SELECT change_id, execution_id FROM flamingock_marker")]

@@ -1,4 +1,5 @@
-"""Many instances of a service started at once on the same database files."""
+"""Instances of a service started while another is in the middle of a run, on the same SQLite files (eight at once:
+the protocol kit's real-process scenarios, `tests/stores/test_sqlite.py`)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,9 @@ from contextlib import closing
 
 import pytest
 
-from . import _scenarios as scenarios
 from .conftest import EXIT_OK, SETTLE_SECONDS, Faults, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def test_eight_processes_apply_every_change_exactly_once(faults: Faults) -> None:
-    scenarios.eight_processes_apply_every_change_once(faults)
 
 
 def test_an_instance_started_during_a_non_transactional_change_waits_for_it(faults: Faults) -> None:

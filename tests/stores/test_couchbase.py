@@ -4,11 +4,13 @@ its imports, collections, configuration, the transaction bridge and the error ta
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,17 +19,29 @@ import pytest
 from aioflamingock import (
     AuditStore,
     ConfigurationError,
+    LockLostError,
     StoreError,
     StoreUnavailableError,
+    TransactionalTargetSystem,
     TransactionOutcomeUnknownError,
 )
 from aioflamingock.couchbase import CouchbaseAuditStore, CouchbaseContext, CouchbaseTargetSystem
 from aioflamingock.couchbase._kv import Keyspace
+from aioflamingock.sqlite import SQLiteContext, SQLiteTargetSystem
 from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ManualClock, ProtocolKit
-from tests.servers import CouchbaseServer
+from aioflamingock.testing._child import EXIT_CODES
+from aioflamingock.testing._processes import Children
+from tests.servers import (
+    COUCHBASE_BUCKET,
+    COUCHBASE_PASSWORD,
+    COUCHBASE_USER,
+    CouchbaseServer,
+    start_couchbase_kv_process,
+)
 
 from ._owning import OwningStore
 from .conftest import connect_couchbase
+from .test_sqlite import SQLiteKit
 
 
 class ClusterOwningStore(OwningStore):
@@ -130,12 +144,26 @@ class CouchbaseKit(ProtocolKit):
     """`app` and its store on one cluster object, `other` on a second one (the marker path), both on the test's
     bucket; effects are documents of the default collection, under a prefix of this kit's own."""
 
-    def __init__(self, server: CouchbaseServer, cluster: Any, collections: dict[str, str]) -> None:
+    def __init__(
+        self, server: CouchbaseServer, cluster: Any, collections: dict[str, str], directory: str, prefix: str = ""
+    ) -> None:
         super().__init__()
-        self.server, self.cluster, self.collections = server, cluster, collections
-        self.prefix = f"effect::{uuid.uuid4().hex[:12]}::"
+        self.server, self.cluster, self.collections, self.directory = server, cluster, collections, directory
+        self.prefix = prefix or f"effect::{uuid.uuid4().hex[:12]}::"
         if not server.transactions:
             self.transactions_skip = TRANSACTIONS_SKIP
+            self.sqlite = SQLiteKit(directory)  # the double's marker path: a SQLite file
+
+    def process_kit(self) -> tuple[str, list[str]]:
+        server = self.server
+        cluster = [server.connection_string, server.username, server.password, server.bucket]
+        return "tests.stores.test_couchbase:child_kit", [
+            *cluster,
+            "transactions" if server.transactions else "",
+            json.dumps(self.collections),
+            self.directory,
+            self.prefix,
+        ]
 
     async def _cluster(self) -> Any:
         from .conftest import connect_couchbase
@@ -146,7 +174,11 @@ class CouchbaseKit(ProtocolKit):
 
     async def instance(self) -> Instance:
         app = CouchbaseTargetSystem("app", cluster=await self._cluster(), bucket=self.server.bucket)
-        other = CouchbaseTargetSystem("other", cluster=await self._cluster(), bucket=self.server.bucket)
+        other: TransactionalTargetSystem
+        if self.server.transactions:
+            other = CouchbaseTargetSystem("other", cluster=await self._cluster(), bucket=self.server.bucket)
+        else:
+            other = SQLiteTargetSystem("other", path=self.sqlite.files["other"])
         return Instance(CouchbaseAuditStore.from_target(app, **self.collections), app, other)
 
     def _keyspace(self, collection: Any) -> Keyspace:
@@ -155,7 +187,9 @@ class CouchbaseKit(ProtocolKit):
     def store_without_creating(self, instance: Instance) -> CouchbaseAuditStore:
         return CouchbaseAuditStore.from_target(instance.app, **self.collections, create_collections=False)  # type: ignore[arg-type]
 
-    async def write(self, ctx: CouchbaseContext, key: str, amount: int = 1) -> None:
+    async def write(self, ctx: CouchbaseContext | SQLiteContext, key: str, amount: int = 1) -> None:
+        if isinstance(ctx, SQLiteContext):
+            return await self.sqlite.write(ctx, key, amount)
         collection, key = ctx.collection(ROWS), self.prefix + key
         if ctx.transaction is not None:
             from couchbase.exceptions import DocumentNotFoundException
@@ -174,15 +208,27 @@ class CouchbaseKit(ProtocolKit):
     async def count(self, key: str) -> int:
         bucket = self.cluster.bucket(self.server.bucket)
         found = await self._keyspace(bucket.default_scope().collection(ROWS)).get(self.prefix + key)
-        return 0 if found is None else int(found.body["n"])
+        in_sqlite = 0 if self.server.transactions else await self.sqlite.count(key)
+        return in_sqlite + (0 if found is None else int(found.body["n"]))
+
+
+def child_kit(
+    connection: str, user: str, password: str, bucket: str, transactions: str, collections: str, *rest: str
+) -> CouchbaseKit:
+    server = CouchbaseServer(connection, user, password, bucket, bool(transactions), lambda: None)
+    return CouchbaseKit(server, None, json.loads(collections), *rest)
 
 
 class TestCouchbaseProtocol(BackendProtocol):
     @pytest.fixture
     async def kit(
-        self, couchbase_server: CouchbaseServer, couchbase_cluster: Any, couchbase_collections: dict[str, str]
+        self,
+        couchbase_server: CouchbaseServer,
+        couchbase_cluster: Any,
+        couchbase_collections: dict[str, str],
+        tmp_path: Path,
     ) -> AsyncIterator[ProtocolKit]:
-        kit = CouchbaseKit(couchbase_server, couchbase_cluster, couchbase_collections)
+        kit = CouchbaseKit(couchbase_server, couchbase_cluster, couchbase_collections, str(tmp_path))
         yield kit
         await kit.aclose()
 
@@ -362,3 +408,28 @@ def test_sdk_errors_are_translated_at_the_boundary_and_redacted(
     assert type(translated) is expected
     assert fragment in str(translated)
     assert "s3cret" not in str(translated)
+
+
+async def test_the_server_gone_mid_change_ends_the_run_with_an_error_that_names_no_secret(tmp_path: Path) -> None:
+    """On a double in a process of its own, killed while a change runs (its data goes with it)."""
+    process, connection = start_couchbase_kv_process()
+    server = CouchbaseServer(connection, COUCHBASE_USER, COUCHBASE_PASSWORD, COUCHBASE_BUCKET, False, process.kill)
+    kit = CouchbaseKit(server, None, {"audit_collection": "audit", "lock_collection": "lock"}, str(tmp_path))
+    children = Children(kit, tmp_path, await kit.instance())
+    try:
+        victim = children.start(hang="nontx-1")
+        await children.wait_ready(victim, "nontx-1")
+        process.kill()
+        process.wait(10)
+        children.go("nontx-1")
+
+        stopped = await victim.wait(30)
+    finally:
+        await children.close()
+        await kit.aclose()
+        process.kill()
+        process.wait(10)
+
+    assert stopped.code in (EXIT_CODES[LockLostError], EXIT_CODES[StoreError]), stopped
+    assert stopped.error.split(":")[0] in ("LockLostError", "StoreUnavailableError", "StoreError"), stopped
+    assert COUCHBASE_PASSWORD not in stopped.stderr

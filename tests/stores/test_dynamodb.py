@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aioflamingock import AuditStore, ConfigurationError, Flamingock
+from aioflamingock import AuditStore, ConfigurationError, Flamingock, StoreError
 from aioflamingock._redact import redact
 from aioflamingock.dynamodb import DynamoDBAuditStore, DynamoDBContext, DynamoDBTargetSystem
 from aioflamingock.dynamodb._errors import translate
 from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ManualClock, ProtocolKit
-from tests.servers import dynamodb_client_options
+from aioflamingock.testing._child import EXIT_CODES
+from aioflamingock.testing._processes import Children
+from tests.servers import DYNAMODB_CREDENTIALS, Proxy, dynamodb_client_options
 
 from ._dynamodb_wire import Wire, key
 from ._owning import OwningStore
@@ -99,12 +103,26 @@ class DynamoDBKit(ProtocolKit):
     commit sent again after a lost answer is cancelled by the entry or marker the first one wrote, which proves that
     one committed."""
 
-    def __init__(self, endpoint: str, client: Any, prefix: str) -> None:
+    def __init__(self, endpoint: str, client: Any, prefix: str, *, child_endpoint: str | None = None) -> None:
         super().__init__()
         self.endpoint, self.client, self.prefix = endpoint, client, prefix
+        self.child_endpoint = child_endpoint or endpoint
+        """Where the processes of the real-process scenarios reach DynamoDB (a proxy the test can stop)."""
         self.effects = f"{prefix}effects"
         self.other_client: Any = None
         self.session: Any = None
+        self.proxy: Proxy | None = None
+
+    def process_kit(self) -> tuple[str, list[str]]:
+        return "tests.stores.test_dynamodb:child_kit", [self.child_endpoint, self.prefix]
+
+    async def stop_backing(self) -> None:
+        assert self.proxy is not None
+        self.proxy.stop()
+
+    async def start_backing(self) -> None:
+        assert self.proxy is not None
+        self.proxy.start()
 
     async def _client(self) -> Any:
         import aioboto3
@@ -117,12 +135,13 @@ class DynamoDBKit(ProtocolKit):
     async def instance(self) -> Instance:
         if self.other_client is None:  # the first instance: the table the changes write to, the other client
             self.other_client = await self._client()
-            await self.client.create_table(
-                TableName=self.effects,
-                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
+            if self.client is not None:  # the test's kit, not a process's: it creates the table
+                await self.client.create_table(
+                    TableName=self.effects,
+                    KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                    AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                    BillingMode="PAY_PER_REQUEST",
+                )
         marker = f"{self.prefix}marker"  # every instance's `other` shares a client: it holds no state of a run
         app = DynamoDBTargetSystem("app", client=await self._client(), marker_table=marker, retry_seconds=1)
         other = DynamoDBTargetSystem("other", client=self.other_client, marker_table=marker, retry_seconds=1)
@@ -167,6 +186,10 @@ class DynamoDBKit(ProtocolKit):
         return self._wired(target, lambda w: w.lose_answers("TransactWriteItems", times))
 
 
+def child_kit(endpoint: str, prefix: str) -> DynamoDBKit:
+    return DynamoDBKit(endpoint, None, prefix)
+
+
 class TestDynamoDBProtocol(BackendProtocol):
     @pytest.fixture
     async def kit(
@@ -175,6 +198,20 @@ class TestDynamoDBProtocol(BackendProtocol):
         kit = DynamoDBKit(dynamodb_endpoint, dynamodb_client, dynamodb_prefix)
         yield kit
         await kit.aclose()
+
+    @pytest.fixture
+    async def outage_kit(
+        self, dynamodb_endpoint: str, dynamodb_client: Any, dynamodb_prefix: str
+    ) -> AsyncIterator[ProtocolKit]:
+        """The processes reach the endpoint through a TCP proxy, which the test stops: connections are refused and
+        the open ones cut, while the data stays, as when DynamoDB becomes unreachable and comes back."""
+        proxy = Proxy(dynamodb_endpoint)
+        proxy.start()
+        kit = DynamoDBKit(dynamodb_endpoint, dynamodb_client, dynamodb_prefix, child_endpoint=proxy.uri)
+        kit.proxy = proxy
+        yield kit
+        await kit.aclose()
+        proxy.stop()
 
 
 def test_the_builder_refuses_a_101st_action_and_malformed_ones() -> None:
@@ -287,3 +324,31 @@ async def test_doctor_reports_an_endpoint_that_does_not_answer() -> None:
     failed = {(c.subject, c.check) for c in checks if not c.ok}
     assert failed == {("target system 'app'", "reachable"), ("audit store", "reachable")}
     assert all("s3cretKEY" not in c.detail for c in checks)
+
+
+async def test_an_endpoint_down_at_start_is_a_store_error_within_the_retry_budget(
+    dynamodb_endpoint: str, dynamodb_client: Any, dynamodb_prefix: str, tmp_path: Path
+) -> None:
+    proxy = Proxy(dynamodb_endpoint)  # not started: the processes' connections are refused
+    kit = DynamoDBKit(dynamodb_endpoint, dynamodb_client, dynamodb_prefix, child_endpoint=proxy.uri)
+    children = Children(kit, tmp_path, await kit.instance())
+    try:
+        started = time.monotonic()
+        refused = await children.run()
+
+        assert time.monotonic() - started < 20, "bounded by the retry budget"
+        assert refused.code == EXIT_CODES[StoreError], refused
+        assert refused.error.startswith("StoreUnavailableError: DynamoDB failed while describing table"), refused
+        assert "Could not connect to the endpoint URL" in refused.error, refused
+        assert DYNAMODB_CREDENTIALS["aws_secret_access_key"] not in refused.stderr
+        assert children.effects() == {}
+
+        proxy.start()
+        rerun = await children.run()
+
+        assert rerun.code == 0, rerun
+        assert sorted(await children.applied()) == sorted(children.declared())
+    finally:
+        await children.close()
+        await kit.aclose()
+        proxy.stop()

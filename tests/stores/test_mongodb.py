@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from aioflamingock import ConfigurationError
 from aioflamingock.mongodb import MongoDBAuditStore, MongoDBContext, MongoDBTargetSystem
 from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ProtocolKit
+from tests.servers import RestartableSecantus
 
 
 def open_store(uri: str, database: str) -> MongoDBAuditStore:
@@ -56,14 +58,32 @@ class MongoDBKit(ProtocolKit):
     instance. Commits fail through the server's `failCommand` fail point, which answers before applying them: a lost
     answer here is a commit the server reports as of unknown outcome (a write-concern timeout) that did not happen."""
 
-    def __init__(self, uri: str, client: Any, databases: tuple[str, str]) -> None:
+    def __init__(self, uri: str, client: Any, databases: tuple[str, str], *, timeout_ms: int = 5000) -> None:
         super().__init__()
-        self.uri, self.client, self.databases = uri, client, databases
+        self.uri, self.client, self.databases, self.timeout_ms = uri, client, databases, timeout_ms
+        self.server: RestartableSecantus | None = None
+
+    def process_kit(self) -> tuple[str, list[str]]:
+        return "tests.stores.test_mongodb:child_kit", [self.uri, *self.databases, str(self.timeout_ms)]
+
+    async def stop_backing(self) -> None:
+        assert self.server is not None
+        self.server.stop()
+
+    async def start_backing(self) -> None:
+        assert self.server is not None
+        self.server.restart()
+
+    async def after_kill(self) -> None:
+        """The dead process's open transaction keeps what it wrote locked until the server reaps it (mongod after
+        `transactionLifetimeLimitSeconds`, 60 s; SecantusDB never): end it now."""
+        await self.client.admin.command({"killAllSessions": []})
 
     async def instance(self) -> Instance:
         from pymongo import AsyncMongoClient
 
-        client: Any = AsyncMongoClient(self.uri, serverSelectionTimeoutMS=5000)
+        ms = self.timeout_ms
+        client: Any = AsyncMongoClient(self.uri, serverSelectionTimeoutMS=ms, connectTimeoutMS=ms)
         self.exit_stack.push_async_callback(client.close)
         app = MongoDBTargetSystem("app", client=client, database=self.databases[0])
         other = MongoDBTargetSystem("other", client=client, database=self.databases[1])
@@ -109,6 +129,10 @@ class MongoDBKit(ProtocolKit):
         return self._fail_commits(times, unknown)
 
 
+def child_kit(uri: str, database: str, other_database: str, timeout_ms: str) -> MongoDBKit:
+    return MongoDBKit(uri, None, (database, other_database), timeout_ms=int(timeout_ms))
+
+
 class TestMongoDBProtocol(BackendProtocol):
     @pytest.fixture
     async def kit(
@@ -117,6 +141,20 @@ class TestMongoDBProtocol(BackendProtocol):
         kit = MongoDBKit(mongodb_uri, mongodb_client, (mongodb_database, mongodb_other_database))
         yield kit
         await kit.aclose()
+
+    @pytest.fixture
+    async def outage_kit(self, tmp_path: Path) -> AsyncIterator[ProtocolKit]:
+        """A SecantusDB of its own, on disk, which the test stops and starts again with the same data."""
+        from pymongo import AsyncMongoClient
+
+        server = RestartableSecantus(tmp_path)
+        client: Any = AsyncMongoClient(server.uri, serverSelectionTimeoutMS=10_000)
+        kit = MongoDBKit(server.uri, client, ("outage_app", "outage_other"), timeout_ms=2000)
+        kit.server = server
+        yield kit
+        await kit.aclose()
+        await client.close()
+        server.stop()
 
 
 @pytest.fixture

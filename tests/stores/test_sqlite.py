@@ -46,9 +46,10 @@ EFFECTS = "CREATE TABLE IF NOT EXISTS effects (key TEXT PRIMARY KEY, n INTEGER N
 class SQLiteKit(ProtocolKit):
     """`app` and its store on one database file, `other` on a second file (the marker path)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: str | Path) -> None:
         super().__init__()
-        self.files = {"app": str(directory / "app.db"), "other": str(directory / "other.db")}
+        self.directory = str(directory)
+        self.files = {"app": str(Path(directory, "app.db")), "other": str(Path(directory, "other.db"))}
         for path in self.files.values():
             with sqlite3.connect(path) as db:
                 db.execute(EFFECTS)
@@ -68,6 +69,9 @@ class SQLiteKit(ProtocolKit):
             with sqlite3.connect(path) as db:
                 total += sum(n for (n,) in db.execute("SELECT n FROM effects WHERE key = ?", (key,)))
         return total
+
+    def process_kit(self) -> tuple[str, list[str]]:
+        return "tests.stores.test_sqlite:SQLiteKit", [self.directory]
 
     def lose_commit_answers(self, target: Any, times: int) -> Any:
         raise NotImplementedError("a commit to a local SQLite file has no answer to lose")
@@ -99,3 +103,8 @@ class TestSQLiteProtocol(BackendProtocol):
         kit = SQLiteKit(tmp_path)
         yield kit
         await kit.aclose()
+
+    @pytest.fixture
+    async def outage_kit(self) -> AsyncIterator[ProtocolKit]:
+        pytest.skip("a local SQLite file cannot become unreachable while its data stays")
+        yield  # pragma: no cover
