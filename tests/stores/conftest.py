@@ -16,6 +16,7 @@ from tests.servers import (
     CouchbaseServer,
     Server,
     dynamodb_client_options,
+    dynamodb_session,
     serve,
     start_dynamodb,
 )
@@ -96,9 +97,8 @@ def dynamodb_prefix(dynamodb_endpoint: str) -> Iterator[str]:
 @pytest.fixture
 async def dynamodb_client(dynamodb_endpoint: str) -> AsyncIterator[Any]:
     """An aioboto3 DynamoDB client with dummy credentials, in the region the tests use."""
-    import aioboto3
 
-    async with aioboto3.Session().client("dynamodb", **dynamodb_client_options(dynamodb_endpoint)) as client:
+    async with dynamodb_session().client("dynamodb", **dynamodb_client_options(dynamodb_endpoint)) as client:
         assert client.meta.region_name == DYNAMODB_REGION
         yield client
 

@@ -20,7 +20,7 @@ from aioflamingock.dynamodb._errors import translate
 from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ManualClock, ProtocolKit
 from aioflamingock.testing._child import EXIT_CODES
 from aioflamingock.testing._processes import Children
-from tests.servers import DYNAMODB_CREDENTIALS, Proxy, dynamodb_client_options
+from tests.servers import DYNAMODB_CREDENTIALS, Proxy, dynamodb_client_options, dynamodb_session
 
 from ._dynamodb_wire import Wire, key
 from ._owning import OwningStore
@@ -37,9 +37,8 @@ class ClientOwningStore(OwningStore):
         self._prefix = prefix
 
     async def connect(self, stack: AsyncExitStack) -> AuditStore:
-        import aioboto3
 
-        client_context = aioboto3.Session().client("dynamodb", **dynamodb_client_options(self._endpoint))
+        client_context = dynamodb_session().client("dynamodb", **dynamodb_client_options(self._endpoint))
         client = await stack.enter_async_context(client_context)
         target = DynamoDBTargetSystem("db", client=client)
         return await stack.enter_async_context(DynamoDBAuditStore.from_target(target, **tables(self._prefix)))
@@ -125,10 +124,9 @@ class DynamoDBKit(ProtocolKit):
         self.proxy.start()
 
     async def _client(self) -> Any:
-        import aioboto3
 
         if self.session is None:  # one session: each new one would load botocore's service model again
-            self.session = aioboto3.Session()
+            self.session = dynamodb_session()
         options = dynamodb_client_options(self.endpoint)
         return await self.exit_stack.enter_async_context(self.session.client("dynamodb", **options))
 
@@ -311,13 +309,12 @@ async def test_doctor_names_each_missing_table(app: DynamoDBTargetSystem, dynamo
 
 
 async def test_doctor_reports_an_endpoint_that_does_not_answer() -> None:
-    import aioboto3
 
     from tests.servers import free_port
 
     options = dynamodb_client_options(f"http://127.0.0.1:{free_port()}")
     options["aws_secret_access_key"] = "s3cretKEY"
-    async with aioboto3.Session().client("dynamodb", **options) as client:
+    async with dynamodb_session().client("dynamodb", **options) as client:
         app = DynamoDBTargetSystem("app", client=client, retry_seconds=0.2)
         fl = Flamingock(audit_store=DynamoDBAuditStore.from_target(app), target_systems=[app], changes=[])
         checks = await fl.doctor(timeout_seconds=5)

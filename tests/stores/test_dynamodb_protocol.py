@@ -30,7 +30,7 @@ from aioflamingock import (
     TxStrategy,
 )
 from aioflamingock.dynamodb import DynamoDBAuditStore, DynamoDBContext, DynamoDBTargetSystem
-from tests.servers import dynamodb_client_options
+from tests.servers import dynamodb_client_options, dynamodb_session
 
 from ._dynamodb_wire import Wire, key
 
@@ -144,9 +144,8 @@ async def users(dynamodb_client: Any) -> str:
 @pytest.fixture
 async def other_client(dynamodb_endpoint: str) -> AsyncIterator[Any]:
     """A second client: a target on it cannot share the store's transactions (marker path)."""
-    import aioboto3
 
-    async with aioboto3.Session().client("dynamodb", **dynamodb_client_options(dynamodb_endpoint)) as client:
+    async with dynamodb_session().client("dynamodb", **dynamodb_client_options(dynamodb_endpoint)) as client:
         yield client
 
 
@@ -365,12 +364,11 @@ async def test_throttling_that_does_not_end_is_store_unavailable_in_time(
 
 
 async def test_a_refused_connection_is_store_unavailable_not_unknown(dynamodb_prefix: str) -> None:
-    import aioboto3
 
     from tests.servers import free_port
 
     options = dynamodb_client_options(f"http://127.0.0.1:{free_port()}")
-    async with aioboto3.Session().client("dynamodb", **options) as client:
+    async with dynamodb_session().client("dynamodb", **options) as client:
         target = DynamoDBTargetSystem("app", client=client, retry_seconds=0.3)
         with pytest.raises(StoreUnavailableError) as caught:
             async with target.transaction() as tx:
