@@ -4,7 +4,8 @@
     python3 dev.py quickstart   # create .venv, install the package, run examples/quickstart.py
     python3 dev.py test         # create .venv, install everything; ruff, mypy, docs build, the whole test suite
 
-Extra arguments after `test` go to pytest (`python3 dev.py test -k lock -x`).
+Extra arguments after `test` go to pytest (`python3 dev.py test -k lock -x`); the suite runs on two pytest-xdist
+workers (`-n 0` to run it in one process).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def test(args: list[str]) -> None:
     sh(BIN / "ruff", "format", "--check", ".")
     sh(BIN / "mypy")
     sh(BIN / "mkdocs", "build", "--strict", "--quiet", "--site-dir", VENV / "site")
-    sh(PY, "-m", "pytest", *args)
+    sh(PY, "-m", "pytest", "-n", "2", "--dist", "loadgroup", *args)  # two workers: see tests/conftest.py
 
 
 COMMANDS = {"quickstart": quickstart, "test": test}

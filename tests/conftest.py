@@ -30,6 +30,19 @@ def couchbase_server() -> Iterator[CouchbaseServer]:
     yield from serve("acouchbase", start_couchbase, NO_COUCHBASE)
 
 
+PROCESS_HEAVY = ("ProcessScenarios.", "AuditStoreConformance.test_many_processes")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`python3 dev.py test` runs two workers, `--dist loadgroup`), the tests that start many
+    processes or wait out real leases run on one worker, one after another: side by side on a small machine they
+    would starve each other's lease renewals. The other worker takes everything else."""
+    for item in items:
+        qualname = getattr(getattr(item, "function", None), "__qualname__", "")
+        if item.get_closest_marker("slow") or qualname.startswith(PROCESS_HEAVY):
+            item.add_marker(pytest.mark.xdist_group("processes"))
+
+
 WritePackage = Callable[[dict[str, str]], str]
 GENERATED_PREFIXES = ("changes_", "single_")
 
