@@ -30,7 +30,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,6 +48,7 @@ from .. import (
     LockOptions,
     ManualInterventionRequiredError,
     Recovery,
+    RunReport,
     StoreError,
     TargetSystem,
     Transaction,
@@ -56,7 +57,7 @@ from .. import (
 if TYPE_CHECKING:
     from ._protocol import Instance, ProtocolKit
 
-__all__ = ["ERROR_PREFIX", "EXIT_CODES", "ChildSpec", "changes_of"]
+__all__ = ["ERROR_PREFIX", "EXIT_CODES", "ChildSpec", "changes_of", "report_run"]
 
 EXIT_CODES: dict[type[BaseException], int] = {
     LockLostError: 3,
@@ -183,7 +184,7 @@ def _park_after_commit(target: TargetSystem, probe: _Probe, change_id: str) -> N
     target.transaction = parking  # type: ignore[attr-defined]
 
 
-async def _run(spec: ChildSpec) -> Any:
+async def _run(spec: ChildSpec) -> RunReport:
     module, _, attr = spec.kit.partition(":")
     kit: ProtocolKit = getattr(importlib.import_module(module), attr)(*spec.kit_args)
     probe = _Probe(spec)
@@ -213,18 +214,27 @@ def _exit_code(exc: BaseException) -> int:
     return next((code for kind, code in EXIT_CODES.items() if isinstance(exc, kind)), EXIT_UNEXPECTED)
 
 
-def main(argv: list[str]) -> int:
-    spec = ChildSpec(**json.loads(argv[0]))
+def _print_report(report: RunReport) -> None:
+    sys.stdout.write(f"execution_id={report.execution_id} status={report.status.value}\n")
+
+
+def report_run(run: Callable[[], Coroutine[Any, Any, RunReport]]) -> int:
+    """Run one Flamingock run; print its report; map its error to an exit code, the error last on stderr."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
-        report = asyncio.run(_run(spec))
+        report = asyncio.run(run())
     except Exception as exc:
         reported = getattr(exc, "report", None)
         if reported is not None:
-            sys.stdout.write(f"execution_id={reported.execution_id} status={reported.status.value}\n")
+            _print_report(reported)
         if _exit_code(exc) == EXIT_UNEXPECTED:
             logging.exception("unexpected error")
         sys.stderr.write(f"{ERROR_PREFIX}{type(exc).__name__}: {exc}\n")  # last, after any log line
         return _exit_code(exc)
-    sys.stdout.write(f"execution_id={report.execution_id} status={report.status.value}\n")
+    _print_report(report)
     return 0
+
+
+def main(argv: list[str]) -> int:
+    spec = ChildSpec(**json.loads(argv[0]))
+    return report_run(lambda: _run(spec))

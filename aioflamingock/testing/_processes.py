@@ -226,6 +226,18 @@ class ProcessScenarios:
         kit.exit_stack.push_async_callback(children.close)
         return children
 
+    async def _killed_in(
+        self, kit: ProtocolKit, directory: Path, change_id: str, **options: Any
+    ) -> tuple[Children, str]:
+        """A child SIGKILLed while parked in `change_id` (`hang`, unless `options` park it elsewhere); the children
+        and the killed run's execution id."""
+        children = await self._children(kit, directory)
+        self._needs(children, change_id)
+        victim = children.start(**({"hang": change_id} | options))
+        crashed = await children.wait_ready(victim, change_id)
+        await children.kill(victim)
+        return children, crashed
+
     @staticmethod
     def _needs(children: Children, change_id: str) -> None:
         if change_id not in children.declared():
@@ -236,10 +248,7 @@ class ProcessScenarios:
         self, kit: ProtocolKit, tmp_path: Path
     ) -> None:
         """The next run refuses (recovery MANUAL_INTERVENTION), writing nothing, and names the fix."""
-        children = await self._children(kit, tmp_path)
-        victim = children.start(hang="nontx-1")
-        crashed = await children.wait_ready(victim, "nontx-1")
-        await children.kill(victim)
+        children, crashed = await self._killed_in(kit, tmp_path, "nontx-1")
         assert await children.states("nontx-1") == [STARTED]
         assert await children.lock() is not None, "the dead process's lease should still be in the store"
         before = await children.audit()
@@ -256,10 +265,7 @@ class ProcessScenarios:
         self, kit: ProtocolKit, tmp_path: Path
     ) -> None:
         """The next run waits for the dead lease, runs the change again and records it."""
-        children = await self._children(kit, tmp_path)
-        victim = children.start(hang="nontx-1", retry_nontx=True)
-        crashed = await children.wait_ready(victim, "nontx-1")
-        await children.kill(victim)
+        children, crashed = await self._killed_in(kit, tmp_path, "nontx-1", retry_nontx=True)
 
         rerun = await children.run(retry_nontx=True)
 
@@ -274,11 +280,7 @@ class ProcessScenarios:
     async def test_a_process_killed_in_a_shared_transaction_leaves_nothing_and_the_next_run_applies_once(
         self, kit: ProtocolKit, tmp_path: Path
     ) -> None:
-        children = await self._children(kit, tmp_path)
-        self._needs(children, "shared-1")
-        victim = children.start(hang="shared-1")
-        crashed = await children.wait_ready(victim, "shared-1")
-        await children.kill(victim)
+        children, crashed = await self._killed_in(kit, tmp_path, "shared-1")
         assert await children.audit() == [], "nothing is recorded before the shared transaction commits"
         assert await children.committed("shared-1") == []
         assert await children.lock() is not None, "the dead process's lease should still be in the store"
@@ -295,11 +297,7 @@ class ProcessScenarios:
     async def test_a_process_killed_before_its_marker_commit_is_applied_again_without_a_human(
         self, kit: ProtocolKit, tmp_path: Path
     ) -> None:
-        children = await self._children(kit, tmp_path)
-        self._needs(children, "marker-1")
-        victim = children.start(hang="marker-1")
-        crashed = await children.wait_ready(victim, "marker-1")
-        await children.kill(victim)
+        children, crashed = await self._killed_in(kit, tmp_path, "marker-1")
         [started] = await children.audit("marker-1")
         assert (started.state, started.tx_strategy, started.execution_id) == (
             STARTED,
@@ -322,11 +320,7 @@ class ProcessScenarios:
     ) -> None:
         """Killed between its target's commit (the change and its marker) and its APPLIED entry: the next run
         records APPLIED from the marker without running the change, and deletes the marker."""
-        children = await self._children(kit, tmp_path)
-        self._needs(children, "marker-1")
-        victim = children.start(park_after_commit="marker-1")
-        crashed = await children.wait_ready(victim, "marker-1")
-        await children.kill(victim)
+        children, crashed = await self._killed_in(kit, tmp_path, "marker-1", park_after_commit="marker-1", hang=None)
         assert await children.markers() == [Marker("marker-1", crashed)]
         assert await children.committed("marker-1") == [crashed]
         assert await children.states("marker-1") == [STARTED]

@@ -23,56 +23,38 @@ until `DIR/ID.go` exists: the tests kill or pause the process at that known poin
 change sleep S seconds (asynchronously); `--block S` makes every shared-transaction change block the event loop
 for S seconds; `--busy-timeout` is SQLite's.
 
-Exit codes: see `EXIT_CODES`; the error ends stderr as `error: <ErrorType>: <message>`.
+Exit codes: `aioflamingock.testing._child.EXIT_CODES`; the error ends stderr as `error: <ErrorType>: <message>`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aioflamingock import (
     Change,
-    ChangeFailedError,
     Event,
     EventKind,
     Flamingock,
-    FlamingockError,
-    LockAcquisitionTimeoutError,
-    LockLostError,
     LockOptions,
-    ManualInterventionRequiredError,
     NonTransactionalContext,
     NonTransactionalTargetSystem,
     Recovery,
     RunReport,
-    StoreError,
 )
 from aioflamingock.sqlite import SQLiteAuditStore, SQLiteContext, SQLiteTargetSystem
+from aioflamingock.testing._child import report_run
 
 EVENTS = "events"
 ROWS_PER_CHANGE = 3
 PARK_LIMIT_SECONDS = 60.0
 """A parked change gives up after this long, so a process the tests forgot can never live on."""
-
-EXIT_OK = 0
-EXIT_CODES: list[tuple[type[BaseException], int]] = [
-    (LockLostError, 3),
-    (ManualInterventionRequiredError, 4),
-    (ChangeFailedError, 5),
-    (LockAcquisitionTimeoutError, 6),
-    (StoreError, 7),
-    (FlamingockError, 8),
-]
-EXIT_UNEXPECTED = 9
-ERROR_PREFIX = "error: "
 
 WriteRows = Callable[[Any, str, str], Awaitable[None]]
 """`write_rows(ctx, change_id, execution_id)`: the app's 3 rows, inside the change's transaction."""
@@ -193,31 +175,6 @@ def lock_options(args: argparse.Namespace) -> LockOptions:
     return LockOptions(lease_seconds=args.lease, acquire_timeout_seconds=30, retry_interval_seconds=0.2)
 
 
-def _exit_code(exc: BaseException) -> int:
-    return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), EXIT_UNEXPECTED)
-
-
-def _print_report(report: RunReport) -> None:
-    sys.stdout.write(f"execution_id={report.execution_id} status={report.status.value}\n")
-
-
-def run_main(run: Callable[[], Coroutine[Any, Any, RunReport]]) -> int:
-    """Run one Flamingock run; print its report; map its error to an exit code, the error last on stderr."""
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        report = asyncio.run(run())
-    except Exception as exc:
-        report_of = getattr(exc, "report", None)
-        if report_of is not None:
-            _print_report(report_of)
-        if _exit_code(exc) == EXIT_UNEXPECTED:
-            logging.exception("unexpected error")
-        sys.stderr.write(f"{ERROR_PREFIX}{type(exc).__name__}: {exc}\n")  # last, after any log line
-        return _exit_code(exc)
-    _print_report(report)
-    return EXIT_OK
-
-
 AUDIT_DB = "audit-db"
 APP_DB = "app-db"
 
@@ -273,7 +230,7 @@ def main(argv: list[str]) -> int:
     async def run() -> RunReport:
         return await build(args).run()
 
-    return run_main(run)
+    return report_run(run)
 
 
 if __name__ == "__main__":

@@ -19,16 +19,17 @@ from typing import Any
 
 import pytest
 
+from aioflamingock import LockLostError
+from aioflamingock.testing._child import EXIT_CODES
+from aioflamingock.testing._processes import Exited
+
 APP = Path(__file__).with_name("_app.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 LEASE_SECONDS = 1.5
 """Short, so that a dead holder's lease ends quickly; `_app.py` uses it unless told otherwise."""
 EXIT_OK = 0
-EXIT_LOCK_LOST = 3
-EXIT_MANUAL_INTERVENTION = 4
-EXIT_STORE_ERROR = 7
-ERROR_PREFIX = "error: "
+EXIT_LOCK_LOST = EXIT_CODES[LockLostError]
 START_TIMEOUT = 20.0
 SETTLE_SECONDS = 0.75
 """How long a started process gets to do something it must not do (finish early), when nothing signals it."""
@@ -45,26 +46,6 @@ class Entry:
     state: str
     tx_strategy: str
     metadata: dict[str, object]
-
-
-@dataclass(frozen=True)
-class Exited:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def error(self) -> str:
-        """`<ErrorType>: <message>` of the exception that ended the run; empty if none did."""
-        _, found, error = f"\n{self.stderr}".rpartition(f"\n{ERROR_PREFIX}")
-        return error.strip() if found else ""
-
-    @property
-    def execution_id(self) -> str:
-        for token in self.stdout.split():
-            if token.startswith("execution_id="):
-                return token.partition("=")[2]
-        raise AssertionError(f"no execution id in the output: {self}")
 
 
 class App:
