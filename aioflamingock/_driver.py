@@ -112,16 +112,19 @@ async def retrying(
     seconds: float,
     transient: Callable[[Exception], bool],
     again: Callable[[Exception], None] | None = None,
+    attempts: int | None = None,
 ) -> T:
     """`await operation()`, again while it fails with an exception `transient` accepts, with growing pauses, for up
-    to `seconds`; then that exception is raised. `again(exc)` is told of each failure that is tried again (to log
-    it)."""
+    to `seconds` (and at most `attempts` times, if given); then that exception is raised. `again(exc)` is told of
+    each failure that is tried again (to log it)."""
     backoff = Backoff(seconds)
+    tried = 0
     while True:
+        tried += 1
         try:
             return await operation()
         except Exception as exc:
-            if not transient(exc) or not await backoff.wait():
+            if not transient(exc) or tried == attempts or not await backoff.wait():
                 raise
             if again is not None:
                 again(exc)

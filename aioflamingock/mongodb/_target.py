@@ -20,6 +20,7 @@ from ..backend import (
     check_identifier,
     library_logger,
     redact,
+    retrying,
     set_while,
     utc_now,
 )
@@ -48,7 +49,8 @@ logger = library_logger(__name__)
 MARKER_COLLECTION = "flamingockMarker"
 UNKNOWN_COMMIT_RESULT = "UnknownTransactionCommitResult"
 _COMMIT_ATTEMPTS = 3
-_COMMIT_BACKOFF_SECONDS = 0.1
+_COMMIT_SECONDS = 5.0
+"""A commit whose outcome stays unknown is sent at most `_COMMIT_ATTEMPTS` times within this long."""
 CLEANUP_SECONDS = 10.0
 """How long an abort or the end of a session may take, shielded from cancellation; an unfinished transaction is
 dropped by the server anyway."""
@@ -270,18 +272,20 @@ async def _commit(session: AsyncClientSession) -> None:
     answers a retried commit with the first one's outcome)."""
     from pymongo.errors import PyMongoError
 
-    for attempt in range(1, _COMMIT_ATTEMPTS + 1):
-        try:
-            await session.commit_transaction()
-            return
-        except PyMongoError as exc:
-            if not exc.has_error_label(UNKNOWN_COMMIT_RESULT):
-                raise translate(exc, "committing a transaction") from exc
-            if attempt == _COMMIT_ATTEMPTS:
-                message = redact(f"MongoDB did not confirm a commit after {attempt} attempts: {exc}")
-                raise TransactionOutcomeUnknownError(message) from exc
-            logger.warning("commit outcome unknown, committing again: %s", redact(str(exc)))
-            await anyio.sleep(_COMMIT_BACKOFF_SECONDS * attempt)
+    def unknown(exc: Exception) -> bool:
+        return isinstance(exc, PyMongoError) and exc.has_error_label(UNKNOWN_COMMIT_RESULT)
+
+    def again(exc: Exception) -> None:
+        logger.warning("commit outcome unknown, committing again: %s", redact(str(exc)))
+
+    try:
+        commit = session.commit_transaction
+        await retrying(commit, seconds=_COMMIT_SECONDS, transient=unknown, again=again, attempts=_COMMIT_ATTEMPTS)
+    except PyMongoError as exc:
+        if unknown(exc):
+            message = redact(f"MongoDB did not confirm a commit after {_COMMIT_ATTEMPTS} attempts: {exc}")
+            raise TransactionOutcomeUnknownError(message) from exc
+        raise translate(exc, "committing a transaction") from exc
 
 
 async def _abort(session: AsyncClientSession) -> None:
