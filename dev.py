@@ -11,6 +11,7 @@ workers (`-n 0` to run it in one process).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -41,8 +42,24 @@ def quickstart(args: list[str]) -> None:
     sh(PY, "examples/quickstart.py", *args)
 
 
+def ensure_servers() -> None:
+    """PostgreSQL and MariaDB for the SQL tests, installed from the system's packages when they are missing and
+    this is root on a Debian-like system (the tests start them and create their role and database)."""
+    missing = [
+        package
+        for command, package in (("pg_lsclusters", "postgresql"), ("mariadb", "mariadb-server"))
+        if shutil.which(command) is None
+    ]
+    if not missing or shutil.which("apt-get") is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env)
+
+
 def test(args: list[str]) -> None:
     ensure_env("[dev]")
+    ensure_servers()
     sh(BIN / "ruff", "check", ".")
     sh(BIN / "ruff", "format", "--check", ".")
     sh(BIN / "mypy")

@@ -1,4 +1,5 @@
-"""Fixtures every test directory shares: one MongoDB and one Couchbase server per session (see `tests/servers.py`)."""
+"""Fixtures every test directory shares: one MongoDB, PostgreSQL, MySQL/MariaDB and Couchbase server per session (see
+`tests/servers.py`)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,31 @@ import pytest
 from tests.servers import (
     NO_COUCHBASE,
     NO_MONGODB,
+    NO_MYSQL,
+    NO_POSTGRESQL,
     CouchbaseServer,
     Server,
     serve,
     start_couchbase,
     start_mongodb,
+    start_mysql,
+    start_postgresql,
 )
 
 
 @pytest.fixture(scope="session")
 def mongodb_server() -> Iterator[Server]:
     yield from serve("pymongo", start_mongodb, NO_MONGODB)
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[Server]:
+    yield from serve("sqlalchemy", start_postgresql, NO_POSTGRESQL)
+
+
+@pytest.fixture(scope="session")
+def mysql_server() -> Iterator[Server]:
+    yield from serve("sqlalchemy", start_mysql, NO_MYSQL)
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ import contextlib
 import functools
 import importlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -569,3 +570,121 @@ class RestartableSecantus:
         self.server = self._server_class(host="127.0.0.1", port=self.port, storage_path=self.storage)
         self.server.start()
         self.port = self.server.address[1]
+
+
+# -- PostgreSQL and MySQL/MariaDB ---------------------------------------------------------------------------------
+
+POSTGRESQL_URL_ENV = "AIOFLAMINGOCK_POSTGRESQL_URL"
+MYSQL_URL_ENV = "AIOFLAMINGOCK_MYSQL_URL"
+SQL_USER = "flamingock"
+SQL_PASSWORD = "flamingock-test-pw"
+SQL_DATABASE = "flamingock_test"
+NO_POSTGRESQL = (
+    f"no PostgreSQL server: set {POSTGRESQL_URL_ENV} (postgresql://USER:PASSWORD@HOST:PORT/DATABASE), run with a "
+    "Docker engine, or install PostgreSQL here (apt-get install -y postgresql) and run the tests as root"
+)
+NO_MYSQL = (
+    f"no MySQL or MariaDB server: set {MYSQL_URL_ENV} (mysql://USER:PASSWORD@HOST:PORT/DATABASE), run with a Docker "
+    "engine, or install MariaDB here (apt-get install -y mariadb-server) and run the tests as root"
+)
+
+
+def start_postgresql() -> Server | None:
+    url = os.environ.get(POSTGRESQL_URL_ENV)
+    if url:
+        return Server(url, lambda: None)
+    return _docker_sql("postgres:16", 5432, "postgresql") or _local_postgresql()
+
+
+def start_mysql() -> Server | None:
+    url = os.environ.get(MYSQL_URL_ENV)
+    if url:
+        return Server(url, lambda: None)
+    return _docker_sql("mysql:8", 3306, "mysql") or _local_mysql()
+
+
+def _docker_sql(image: str, port: int, scheme: str) -> Server | None:
+    try:
+        from testcontainers.core.container import DockerContainer
+        from testcontainers.core.waiting_utils import wait_for_logs
+    except ImportError:
+        return None
+    if not _docker_answers():
+        return None
+    environment = (
+        {"POSTGRES_USER": SQL_USER, "POSTGRES_PASSWORD": SQL_PASSWORD, "POSTGRES_DB": SQL_DATABASE}
+        if scheme == "postgresql"
+        else {"MYSQL_USER": SQL_USER, "MYSQL_PASSWORD": SQL_PASSWORD, "MYSQL_DATABASE": SQL_DATABASE}
+        | {"MYSQL_RANDOM_ROOT_PASSWORD": "yes"}
+    )
+    container = DockerContainer(image).with_exposed_ports(port)
+    for name, value in environment.items():
+        container = container.with_env(name, value)
+    container.start()
+    ready = "database system is ready to accept connections" if scheme == "postgresql" else "port: 3306  MySQL"
+    wait_for_logs(container, ready, timeout=120)
+    host, mapped = container.get_container_host_ip(), container.get_exposed_port(port)
+    url = f"{scheme}://{SQL_USER}:{SQL_PASSWORD}@{host}:{mapped}/{SQL_DATABASE}"
+    return Server(url, container.stop)
+
+
+def _root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@contextlib.contextmanager
+def _one_at_a_time(name: str) -> Iterator[None]:
+    """Across the processes of this machine (pytest-xdist's workers set up the same local server at once)."""
+    import fcntl
+    import tempfile
+
+    with open(Path(tempfile.gettempdir()) / f"aioflamingock-{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _local_postgresql() -> Server | None:
+    """A PostgreSQL cluster of this machine (Debian's `postgresql` package), started if it is not running, with a
+    role and a database for the tests; root only (it acts as the `postgres` user)."""
+    if shutil.which("pg_lsclusters") is None or not _root():
+        return None
+    with _one_at_a_time("postgresql"):
+        clusters = [line.split() for line in _output(["pg_lsclusters", "--no-header"]).splitlines() if line.strip()]
+        if not clusters:
+            return None
+        version, name, port, status = clusters[0][:4]
+        if status != "online":
+            subprocess.run(["pg_ctlcluster", version, name, "start"], check=True, capture_output=True, timeout=60)
+        psql = ["runuser", "-u", "postgres", "--", "psql", "-p", port, "-v", "ON_ERROR_STOP=1", "-qAtc"]
+        if _output([*psql, f"SELECT 1 FROM pg_roles WHERE rolname = '{SQL_USER}'"]).strip() != "1":
+            _output([*psql, f"CREATE ROLE {SQL_USER} LOGIN PASSWORD '{SQL_PASSWORD}'"])
+        if _output([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{SQL_DATABASE}'"]).strip() != "1":
+            _output([*psql, f"CREATE DATABASE {SQL_DATABASE} OWNER {SQL_USER}"])
+    return Server(f"postgresql://{SQL_USER}:{SQL_PASSWORD}@127.0.0.1:{port}/{SQL_DATABASE}", lambda: None)
+
+
+def _local_mysql() -> Server | None:
+    """A MariaDB (or MySQL) server of this machine, started if it is not running, with a user and a database for
+    the tests; root only (it talks to the server over its socket as root)."""
+    client = shutil.which("mariadb") or shutil.which("mysql")
+    if client is None or not _root():
+        return None
+    statements = (
+        f"CREATE DATABASE IF NOT EXISTS {SQL_DATABASE}; "
+        f"CREATE USER IF NOT EXISTS '{SQL_USER}'@'127.0.0.1' IDENTIFIED BY '{SQL_PASSWORD}'; "
+        f"GRANT ALL ON {SQL_DATABASE}.* TO '{SQL_USER}'@'127.0.0.1'"
+    )
+    with _one_at_a_time("mysql"):
+        if subprocess.run([client, "-e", "SELECT 1"], capture_output=True, timeout=30).returncode != 0:
+            service = "mariadb" if Path("/etc/init.d/mariadb").exists() else "mysql"
+            subprocess.run(["service", service, "start"], capture_output=True, timeout=120)
+        if subprocess.run([client, "-e", statements], capture_output=True, timeout=30).returncode != 0:
+            return None
+    return Server(f"mysql://{SQL_USER}:{SQL_PASSWORD}@127.0.0.1:3306/{SQL_DATABASE}", lambda: None)
+
+
+def _output(command: list[str]) -> str:
+    return subprocess.run(command, check=True, capture_output=True, text=True, timeout=60).stdout

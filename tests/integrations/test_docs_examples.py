@@ -12,6 +12,8 @@ import uuid
 from contextlib import closing
 from pathlib import Path
 
+import pytest
+
 import aioflamingock
 from tests.servers import Server
 
@@ -260,3 +262,26 @@ def test_backend_kit_passes_under_pytest() -> None:
     summary = done.stdout.strip().splitlines()[-1]
     assert "failed" not in summary and "error" not in summary and " passed" in summary, summary
     assert "the in-memory store shares no transaction with any target" in done.stdout
+
+
+@pytest.mark.parametrize("server", ["postgresql_server", "mysql_server"])
+def test_stores_sql_applies_the_ddl_alone_and_the_orm_change_with_its_entry(
+    tmp_path: Path, request: pytest.FixtureRequest, server: str
+) -> None:
+    from tests.stores.test_sql import _drop_tables, engine_url
+
+    database: Server = request.getfixturevalue(server)
+    prefix = f"docs_{uuid.uuid4().hex[:8]}_"
+    try:
+        out = run_example(
+            "stores_sql.py", cwd=tmp_path, env={"DATABASE_URL": engine_url(database.uri), "TABLE_PREFIX": prefix}
+        )
+    finally:
+        _drop_tables(database, prefix)
+    assert out.splitlines() == [
+        "SUCCESS ['create-users', 'seed-admin']",
+        "users: ['admin@example.com']",
+        "audit: create-users STARTED NON_TX",
+        "audit: create-users APPLIED NON_TX",
+        "audit: seed-admin APPLIED TX_AUDIT_STORE_SHARED",
+    ]

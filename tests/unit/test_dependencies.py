@@ -1,7 +1,7 @@
 """Dependencies point one way. Every import of every module of the package, those inside functions included, is
 read from its source:
 
-- a backend (`sqlite/`, `mongodb/`, `dynamodb/`, `couchbase/`, `memory/`) imports from the core only
+- a backend (`sqlite/`, `mongodb/`, `dynamodb/`, `couchbase/`, `sql/`, `memory/`) imports from the core only
   `aioflamingock.backend`, and no other backend;
 - the engine (the core's private modules) imports no backend;
 - nothing imports the command line but `python -m aioflamingock`;
@@ -21,7 +21,7 @@ import pytest
 import aioflamingock
 
 PACKAGE = Path(aioflamingock.__file__).parent
-BACKENDS = ("sqlite", "mongodb", "dynamodb", "couchbase", "memory")
+BACKENDS = ("sqlite", "mongodb", "dynamodb", "couchbase", "sql", "memory")
 
 
 def module_name(path: Path) -> str:

@@ -78,7 +78,10 @@ EXPECTED_PUBLIC_NAMES = {
     "UnawaitedCoroutineError",
 }
 
-DRIVERS = ["aiosqlite", "sqlite3", "pymongo", "motor", "boto3", "aioboto3", "botocore", "couchbase", "acouchbase"]
+DRIVERS = [
+    *("aiosqlite", "sqlite3", "pymongo", "motor", "boto3", "aioboto3", "botocore", "couchbase", "acouchbase"),
+    *("sqlalchemy", "asyncpg", "psycopg", "aiomysql", "pymysql", "asyncmy"),
+]
 FRAMEWORKS = ["fastapi", "starlette", "aiohttp"]  # only aioflamingock.fastapi and aioflamingock.aiohttp import them
 
 FLAMINGOCK_FIELDS = [
@@ -139,6 +142,7 @@ def test_every_error_derives_from_the_root() -> None:
                 "make_entry",
             },
         ),
+        ("aioflamingock.sql", {"SQLAuditStore", "SQLContext", "SQLTargetSystem", "SQLTransaction"}),
         (
             "aioflamingock.dynamodb",
             {

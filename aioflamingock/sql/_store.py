@@ -1,0 +1,258 @@
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable
+from functools import partial
+from typing import Any
+
+from ..backend import (
+    AuditEntry,
+    ConfigurationError,
+    CorruptAuditError,
+    DoctorCheck,
+    Fence,
+    LockLostError,
+    TargetStore,
+    TargetSystem,
+    Transaction,
+    check_distinct,
+    decode_entry,
+    entry_fix,
+    skip_corrupt,
+)
+from ._dialect import qualified
+from ._errors import translate_errors
+from ._lock import SQLLock
+from ._target import SQLTargetSystem, SQLTransaction
+
+__all__ = ["DEFAULT_AUDIT_TABLE", "DEFAULT_LOCK_TABLE", "SQLAuditStore"]
+
+DEFAULT_AUDIT_TABLE = "flamingock_audit_log"
+DEFAULT_LOCK_TABLE = "flamingock_lock"
+
+# (column, AuditEntry field): the same columns as the SQLite store's.
+_COLUMNS = [
+    "execution_id", "stage_id", "change_id", "author", "created_at", "state", "type", "invoked_class",
+    "invoked_method", "source_file", "metadata", "execution_millis", "execution_hostname", "error_trace",
+    "system_change", "tx_strategy", "target_system_id", "change_order", "recovery_strategy", "transaction_flag",
+]  # fmt: skip
+_LONG = {"invoked_class", "source_file", "metadata", "error_trace", "author"}
+_TYPES = {"execution_millis": "BIGINT", "system_change": "BOOLEAN", "transaction_flag": "BOOLEAN"}
+_HISTORY_PAGE = 500
+# Columns an existing table must have to be taken for ours.
+_AUDIT_SIGNATURE = ("change_id", "execution_id", "state")
+_LOCK_SIGNATURE = ("lock_key", "owner", "fencing_token", "expires_at")
+
+
+def _row(entry: AuditEntry) -> dict[str, Any]:
+    data = entry.model_dump(mode="json")
+    return {c: json.dumps(data[c]) if c == "metadata" else data[c] for c in _COLUMNS}
+
+
+class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
+    """Audit log and lock in two tables of the target's own database (PostgreSQL, MySQL or MariaDB).
+
+    A transactional change on that same target takes the shared-transaction path: its writes and its APPLIED row
+    commit together, in one database transaction, after the lock row has been read `FOR UPDATE` in it. Leases are
+    judged by the server's clock.
+    """
+
+    def __init__(
+        self,
+        *,
+        target: SQLTargetSystem,
+        audit_table: str = DEFAULT_AUDIT_TABLE,
+        lock_table: str = DEFAULT_LOCK_TABLE,
+        schema: str | None = None,
+        create_tables: bool = True,
+    ) -> None:
+        if not isinstance(target, SQLTargetSystem):
+            raise ConfigurationError([f"SQLAuditStore needs a SQLTargetSystem, got {type(target).__name__}"])
+        self.target = target
+        self.audit_table = qualified("audit_table", audit_table, schema)
+        self.lock_table = qualified("lock_table", lock_table, schema)
+        check_distinct(
+            "SQLAuditStore",
+            audit_table=self.audit_table,
+            lock_table=self.lock_table,
+            marker_table=target.marker_table,
+        )
+        self.create_tables = create_tables
+        self._lock = SQLLock(target, self.lock_table)
+
+    @classmethod
+    def from_target(
+        cls,
+        target: SQLTargetSystem,
+        *,
+        audit_table: str = DEFAULT_AUDIT_TABLE,
+        lock_table: str = DEFAULT_LOCK_TABLE,
+        schema: str | None = None,
+        create_tables: bool = True,
+    ) -> SQLAuditStore:
+        """The store in `target`'s database, through its engine. `create_tables=False`: check that the tables
+        exist instead of creating them (a `ConfigurationError` prints the statements to run)."""
+        return cls(
+            target=target, audit_table=audit_table, lock_table=lock_table, schema=schema, create_tables=create_tables
+        )
+
+    def describe(self) -> str:
+        return f"SQLAuditStore({self.target.describe()}, {self.audit_table})"
+
+    # -- tables -----------------------------------------------------------------------------------------------------
+
+    def _schema(self) -> dict[str, str]:
+        """Every table and index the store needs, by name, with the statement that creates it."""
+        dialect = self.target.dialect
+        columns = ", ".join(f"{c} {_TYPES.get(c, dialect.text if c in _LONG else 'VARCHAR(255)')}" for c in _COLUMNS)
+        index = f"{self.audit_table.rpartition('.')[2]}_change"
+        return {
+            self.audit_table: f"CREATE TABLE {self.audit_table} (id {dialect.identity}, {columns})"
+            f"{dialect.table_options}",
+            index: f"CREATE INDEX {index} ON {self.audit_table} (change_id, id)",
+            self.lock_table: f"CREATE TABLE {self.lock_table} (lock_key VARCHAR(255) NOT NULL PRIMARY KEY, "
+            "owner VARCHAR(255) NOT NULL, acquired_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, "
+            f"fencing_token BIGINT NOT NULL){dialect.table_options}",
+        }
+
+    async def _prepare(self) -> None:
+        schema = self._schema()
+        missing = await self._missing(schema)
+        if missing and not self.create_tables:
+            statements = "; ".join(schema[name] for name in missing)
+            raise ConfigurationError(
+                [f"{self.describe()}: {', '.join(missing)} missing (create_tables=False): run {statements}"]
+            )
+        for name in missing:
+            try:
+                async with self.target.connect("creating the audit tables") as connection:
+                    await connection.exec_driver_sql(schema[name])
+            except Exception:
+                # instances starting together race to create them: the loser finds them made
+                if name in await self._missing(schema):
+                    raise
+
+    async def _missing(self, schema: dict[str, str]) -> list[str]:
+        """The tables and index of `schema` not in the database, in `schema`'s order. A table of that name that is
+        not ours (an application's table given as `audit_table`) is refused before anything is written."""
+        from sqlalchemy import inspect
+
+        def look(sync: Any) -> dict[str, list[str] | None]:
+            inspector = inspect(sync)
+            found: dict[str, list[str] | None] = {}
+            for name in (self.audit_table, self.lock_table):
+                owner, _, table = name.rpartition(".")
+                if inspector.has_table(table, schema=owner or None):
+                    found[name] = [c["name"].lower() for c in inspector.get_columns(table, schema=owner or None)]
+                    if name == self.audit_table:
+                        for index in inspector.get_indexes(table, schema=owner or None):
+                            found[str(index["name"])] = None
+            return found
+
+        async with self.target.connect("reading the schema") as connection:
+            present = await connection.run_sync(look)
+        for name, signature in {self.audit_table: _AUDIT_SIGNATURE, self.lock_table: _LOCK_SIGNATURE}.items():
+            columns = present.get(name)
+            if columns is not None and not all(column in columns for column in signature):
+                role = "audit_table" if name == self.audit_table else "lock_table"
+                raise ConfigurationError(
+                    [
+                        f"{role} {name!r} exists but is not aioflamingock's (it has no {', '.join(signature)} "
+                        f"column): pass another {role}, or rename that table"
+                    ]
+                )
+        return [name for name in schema if name not in present]
+
+    async def _diagnose(self) -> list[DoctorCheck]:
+        schema = self._schema()
+        missing = await self._missing(schema)
+        if not missing:
+            return [DoctorCheck(self.subject(), "tables", True, f"{', '.join(schema)} present")]
+        return [
+            DoctorCheck(
+                self.subject(),
+                "tables",
+                False,
+                f"{name!r} is missing",
+                f"any run creates it (with the privilege to create tables), or run `{schema[name]}`",
+            )
+            for name in missing
+        ]
+
+    # -- the audit --------------------------------------------------------------------------------------------------
+
+    async def _fenced_insert(self, connection: Any, entry: AuditEntry, fence: Fence) -> None:
+        """In `connection`'s transaction: read our lock row `FOR UPDATE` (a takeover then waits for this
+        transaction to end), then insert the entry; LockLostError if the row is no longer ours."""
+        from sqlalchemy import text
+
+        held = await connection.execute(
+            text(
+                f"SELECT 1 FROM {self.lock_table} "
+                "WHERE lock_key = :key AND owner = :owner AND fencing_token = :token FOR UPDATE"
+            ),
+            {"key": fence.key, "owner": fence.owner, "token": fence.token},
+        )
+        if held.first() is None:
+            raise LockLostError(
+                f"{entry.state.value} of {entry.change_id!r} not recorded: lock {fence.key!r} is no longer held "
+                f"by {fence.owner!r} with token {fence.token}"
+            )
+        values = ", ".join(":" + c for c in _COLUMNS)
+        await connection.execute(
+            text(f"INSERT INTO {self.audit_table} ({', '.join(_COLUMNS)}) VALUES ({values})"), _row(entry)
+        )
+
+    async def append(self, entry: AuditEntry, *, fence: Fence) -> None:
+        async with self.target.begin(f"recording {entry.state.value} of {entry.change_id!r}") as connection:
+            await self._fenced_insert(connection, entry, fence)
+
+    def shares_transactions_with(self, target: TargetSystem) -> bool:
+        return target is self.target
+
+    async def append_in_transaction(self, tx: Transaction, entry: AuditEntry, *, fence: Fence) -> None:
+        assert isinstance(tx, SQLTransaction)
+        with translate_errors(f"recording {entry.state.value} of {entry.change_id!r}"):
+            await self._fenced_insert(tx.context.connection, entry, fence)
+
+    async def _rows(self, sql: str, params: dict[str, Any], what: str) -> list[tuple[Any, ...]]:
+        from sqlalchemy import text
+
+        async with self.target.connect(what) as connection:
+            return [tuple(row) for row in await connection.execute(text(sql), params)]
+
+    async def current_states(self, change_ids: Iterable[str] | None = None) -> dict[str, AuditEntry]:
+        sql = (
+            f"SELECT a.id, {', '.join('a.' + c for c in _COLUMNS)} FROM {self.audit_table} a JOIN "
+            f"(SELECT MAX(id) AS id FROM {self.audit_table} GROUP BY change_id) newest ON a.id = newest.id"
+        )
+        rows = await self._rows(sql, {}, "reading the current states")
+        wanted = None if change_ids is None else set(change_ids)
+        at = 1 + _COLUMNS.index("change_id")
+        return {row[at]: self._decode(row) for row in rows if wanted is None or row[at] in wanted}
+
+    def _decode(self, row: tuple[Any, ...]) -> AuditEntry:
+        """`row` is the row id, then `_COLUMNS`."""
+        where = f"table {self.audit_table!r} of {self.target.describe()}, id {row[0]}"
+        fix = entry_fix(f"`DELETE FROM {self.audit_table} WHERE id = {row[0]}`")
+        data = dict(zip(_COLUMNS, row[1:], strict=True))
+        try:
+            data["metadata"] = json.loads(data["metadata"]) if data["metadata"] else {}
+        except (TypeError, ValueError):
+            problem = f"is {data['metadata']!r:.60}, not JSON"
+            raise CorruptAuditError(where, "metadata", problem, fix, change_id=data.get("change_id")) from None
+        return decode_entry(data, where=where, fix=fix)
+
+    async def history(self) -> AsyncIterator[AuditEntry]:
+        """Oldest first, a page at a time: memory stays bounded and no cursor stays open between pages."""
+        sql = f"SELECT id, {', '.join(_COLUMNS)} FROM {self.audit_table} WHERE id > :last ORDER BY id LIMIT :page"
+        last = 0
+        while True:
+            rows = await self._rows(sql, {"last": last, "page": _HISTORY_PAGE}, "reading the history")
+            for row in rows:
+                entry = skip_corrupt(partial(self._decode, row))
+                if entry is not None:
+                    yield entry
+            if len(rows) < _HISTORY_PAGE:
+                return
+            last = rows[-1][0]

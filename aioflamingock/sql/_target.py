@@ -1,0 +1,304 @@
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ..backend import (
+    ChangeMisuseError,
+    ClosedResourceError,
+    ConfigurationError,
+    DoctorCheck,
+    Marker,
+    StoreError,
+    Transaction,
+    TransactionalTargetSystem,
+    TransactionOutcomeUnknownError,
+    check_identifier,
+    redact,
+    utc_now,
+)
+from ._dialect import Dialect, dialect_of, qualified
+from ._errors import ERRORS, import_sqlalchemy, is_aborted, is_connection_lost, translate_errors
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+__all__ = ["DEFAULT_MARKER_TABLE", "SQLContext", "SQLTargetSystem", "SQLTransaction"]
+
+DEFAULT_MARKER_TABLE = "flamingock_marker"
+CLEANUP_SECONDS = 10.0
+
+_NOT_IN_A_TRANSACTION = re.compile(
+    r"\s*(?:(?:/\*.*?\*/|--[^\n]*(?:\n|$))\s*)*"  # leading comments
+    r"(COMMIT|ROLLBACK(?!\s+TO\b)|BEGIN|START\s+TRANSACTION|END\b|SET\s+(?:SESSION\s+)?AUTOCOMMIT"
+    r"|CREATE(?!\s+TEMPORARY\b)|ALTER|DROP(?!\s+TEMPORARY\b)|RENAME|TRUNCATE|LOCK\s+TABLES?|UNLOCK\s+TABLES?"
+    r"|GRANT|REVOKE)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+_TRANSACTION_CONTROL = {"COMMIT", "ROLLBACK", "BEGIN", "START", "END", "SET"}
+
+
+@dataclass(frozen=True)
+class SQLContext:
+    """What a change on a SQL target receives.
+
+    In a transactional change, `connection` is inside the transaction the engine commits, with the change's audit
+    entry on the shared path: don't commit, roll back or begin one yourself, and on MySQL issue no DDL (MySQL
+    commits it at once, and the transaction with it). In a non-transactional change, `connection` is in autocommit
+    mode: each statement commits on its own."""
+
+    connection: AsyncConnection
+    target_id: str
+    in_transaction: bool
+
+    def session(self, **options: Any) -> AsyncSession:
+        """An ORM session on `connection`, in the engine's transaction when there is one: its `commit()` only
+        releases a savepoint, and closing it without `commit()` discards what it wrote; the engine commits. Use it
+        as `async with ctx.session() as session:`."""
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        mode = "create_savepoint" if self.in_transaction else "conservative_savepoint"
+        return AsyncSession(bind=self.connection, join_transaction_mode=mode, **options)
+
+
+class SQLTransaction(Transaction):
+    context: SQLContext
+
+    def __init__(self, context: SQLContext, root: Any, dialect: Dialect) -> None:
+        super().__init__(context)
+        self._root = root
+        self._dialect = dialect
+
+    @contextmanager
+    def running_change(self) -> Iterator[None]:
+        """While the change's code runs, a statement that would end the engine's transaction (or, on MySQL, commit
+        it implicitly: DDL) is refused before it reaches the server."""
+        from sqlalchemy import event
+
+        connection = self.context.connection.sync_connection
+        assert connection is not None
+
+        def refuse(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            found = _NOT_IN_A_TRANSACTION.match(statement)
+            if found is None:
+                return
+            word = found.group(1).split()[0].upper()
+            if word in _TRANSACTION_CONTROL:
+                raise ChangeMisuseError(
+                    f"a transactional change may not end or begin the engine's transaction ({word} refused before "
+                    "it ran): the engine commits the change's writes with its audit entry",
+                    None,
+                )
+            if self._dialect.implicit_commit:
+                raise ChangeMisuseError(
+                    f"{self._dialect.name} commits {word} statements at once, and the open transaction with them: "
+                    f"a transactional change may not issue one ({word} refused before it ran). Mark the change "
+                    "`transactional = False` (its statements then commit one by one, and its recovery applies)",
+                    None,
+                )
+
+        event.listen(connection, "before_cursor_execute", refuse)
+        try:
+            yield
+        finally:
+            event.remove(connection, "before_cursor_execute", refuse)
+
+    async def bypassed(self) -> str | None:
+        connection = self.context.connection
+        if not self._root.is_active or connection.get_transaction() is not self._root:
+            return (
+                "ended the engine's transaction itself (`connection.commit()` or `rollback()`; or, after an error, "
+                "the database rolled it back)"
+            )
+        return None
+
+
+class SQLTargetSystem(TransactionalTargetSystem):
+    """A PostgreSQL or MySQL/MariaDB database, through the SQLAlchemy `AsyncEngine` the application already has.
+
+    A transactional change runs in one transaction on a connection of the engine's pool; the engine's lock and
+    audit use other connections of the same pool (at most two more at once). The marker table of the
+    separate-transaction path (`marker_table`, in `schema` if given) is created the first time a transaction begins
+    on this target, outside it: MySQL would commit the transaction with the DDL.
+    """
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        engine: AsyncEngine,
+        marker_table: str = DEFAULT_MARKER_TABLE,
+        schema: str | None = None,
+    ) -> None:
+        self.id = check_identifier("target system id", id)
+        asyncio_ext = import_sqlalchemy()
+        if not isinstance(engine, asyncio_ext.AsyncEngine):
+            raise ConfigurationError(
+                [
+                    f"SQLTargetSystem {id!r}: engine must be an sqlalchemy.ext.asyncio.AsyncEngine "
+                    f"(create_async_engine), got {type(engine).__name__}"
+                ]
+            )
+        self._engine: AsyncEngine = engine
+        self.dialect = dialect_of(engine.dialect.name, f"SQLTargetSystem {id!r}")
+        self.schema = schema
+        self.marker_table = qualified("marker_table", marker_table, schema)
+        self._open_now = False
+        self._marker_ready = False
+
+    def describe(self) -> str:
+        url = self._engine.url
+        where = f"{url.get_backend_name()}://{url.host or ''}{'' if url.port is None else f':{url.port}'}"
+        return redact(f"SQLTargetSystem({self.id!r}, {where}/{url.database or ''})")
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if not self._open_now:
+            raise ClosedResourceError(f"{self.describe()} is not open")
+        return self._engine
+
+    async def _open(self) -> None:
+        from sqlalchemy import text
+
+        with translate_errors(f"connecting to {self.describe()}"):
+            async with self._engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        self._open_now = True
+
+    async def _close(self) -> None:
+        self._open_now, self._marker_ready = False, False
+
+    @asynccontextmanager
+    async def connect(self, what: str) -> AsyncIterator[AsyncConnection]:
+        """A connection of the pool for one of the backend's own operations, in autocommit mode."""
+        with translate_errors(what):
+            async with self.engine.connect() as connection:
+                yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+
+    @asynccontextmanager
+    async def begin(self, what: str) -> AsyncIterator[AsyncConnection]:
+        """A connection of the pool in a transaction of its own, committed when the block ends."""
+        with translate_errors(what):
+            async with self.engine.begin() as connection:
+                yield connection
+
+    @asynccontextmanager
+    async def context(self) -> AsyncIterator[Any]:
+        """The context of a non-transactional change: a connection in autocommit mode."""
+        async with self.connect("running a non-transactional change") as connection:
+            yield SQLContext(connection, self.id, in_transaction=False)
+
+    async def _diagnose(self) -> list[DoctorCheck]:
+        from sqlalchemy import text
+
+        with translate_errors("reading the server's version"):
+            async with self.connect("reading the server's version") as connection:
+                version = (await connection.execute(text("SELECT VERSION()"))).scalar()
+        return [DoctorCheck(self.subject(), "server", True, f"{self.dialect.name}: {str(version)[:80]}")]
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SQLTransaction]:
+        await self._ensure_marker_table()
+        with ERRORS.boundary("beginning a transaction"):
+            connection = await self.engine.connect()
+        try:
+            with translate_errors("beginning a transaction"):
+                root = await connection.begin()
+            yield SQLTransaction(SQLContext(connection, self.id, in_transaction=True), root, self.dialect)
+            await self._commit(connection)
+        except BaseException:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+                try:
+                    await connection.rollback()
+                except Exception:  # a broken connection: the server drops its transaction with it
+                    await connection.invalidate()
+            raise
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+                await connection.close()
+
+    async def _commit(self, connection: AsyncConnection) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            await connection.commit()
+        except SQLAlchemyError as exc:
+            if is_connection_lost(exc) and not is_aborted(exc):
+                raise TransactionOutcomeUnknownError(
+                    redact(f"SQL: the connection broke while committing, so the outcome is unknown: {exc}")
+                ) from exc
+            raise ERRORS.translate(exc, "committing a transaction") from exc
+
+    async def _ensure_marker_table(self) -> None:
+        if self._marker_ready:
+            return
+        from sqlalchemy import text
+
+        statement = (
+            f"CREATE TABLE IF NOT EXISTS {self.marker_table} (change_id VARCHAR(255) NOT NULL PRIMARY KEY, "
+            f"execution_id VARCHAR(255) NOT NULL, created_at VARCHAR(40) NOT NULL){self.dialect.table_options}"
+        )
+        try:
+            async with self.connect("creating the marker table") as connection:
+                await connection.execute(text(statement))
+        except StoreError:
+            # instances starting together race to create it: PostgreSQL may refuse the loser's IF NOT EXISTS
+            if not await self._has_table(self.marker_table):
+                raise
+        self._marker_ready = True
+
+    async def _has_table(self, qualified_name: str) -> bool:
+        from sqlalchemy import inspect
+
+        schema, _, name = qualified_name.rpartition(".")
+        async with self.connect(f"looking for {qualified_name}") as connection:
+            return bool(await connection.run_sync(lambda sync: inspect(sync).has_table(name, schema=schema or None)))
+
+    async def write_marker(self, tx: Transaction, marker: Marker) -> None:
+        from sqlalchemy import text
+
+        assert isinstance(tx, SQLTransaction)
+        connection = tx.context.connection
+        with translate_errors("writing the marker"):
+            await connection.execute(
+                text(f"DELETE FROM {self.marker_table} WHERE change_id = :change_id"), {"change_id": marker.change_id}
+            )
+            await connection.execute(
+                text(
+                    f"INSERT INTO {self.marker_table} (change_id, execution_id, created_at) "
+                    "VALUES (:change_id, :execution_id, :created_at)"
+                ),
+                {
+                    "change_id": marker.change_id,
+                    "execution_id": marker.execution_id,
+                    "created_at": utc_now().isoformat(),
+                },
+            )
+
+    async def read_marker(self, change_id: str) -> Marker | None:
+        from sqlalchemy import text
+
+        if not self._marker_ready and not await self._has_table(self.marker_table):
+            return None
+        async with self.connect("reading the marker") as connection:
+            found = await connection.execute(
+                text(f"SELECT execution_id FROM {self.marker_table} WHERE change_id = :change_id"),
+                {"change_id": change_id},
+            )
+            row = found.first()
+        return None if row is None else Marker(change_id, str(row[0]))
+
+    async def delete_marker(self, change_id: str) -> None:
+        from sqlalchemy import text
+
+        if not self._marker_ready and not await self._has_table(self.marker_table):
+            return
+        async with self.connect("deleting the marker") as connection:
+            await connection.execute(
+                text(f"DELETE FROM {self.marker_table} WHERE change_id = :change_id"), {"change_id": change_id}
+            )

@@ -1,0 +1,449 @@
+"""PostgreSQL (asyncpg) and MariaDB/MySQL (aiomysql) through SQLAlchemy's asyncio engine: the conformance suite,
+the protocol kit's scenarios, and what is the backend's own. Each test has its own table prefix."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect
+
+from aioflamingock import (
+    AuditState,
+    AuditStore,
+    Change,
+    ChangeFailedError,
+    ChangeMisuseError,
+    ChangeOutcome,
+    ConfigurationError,
+    Flamingock,
+    StoreError,
+    TransactionAbortedError,
+    TransactionOutcomeUnknownError,
+)
+from aioflamingock.sql import SQLAuditStore, SQLContext, SQLTargetSystem
+from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ProtocolKit
+from tests.servers import Proxy, Server, free_port
+
+from ._owning import OwningStore
+
+DRIVERS = {"postgresql": "postgresql+asyncpg", "mysql": "mysql+aiomysql"}
+
+
+def engine_url(url: str) -> str:
+    """`url` (postgresql://... or mysql://...) with this suite's driver for it."""
+    scheme, _, rest = url.partition("://")
+    return f"{DRIVERS[scheme.split('+')[0]]}://{rest}"
+
+
+def engine(url: str) -> Any:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    return create_async_engine(engine_url(url), pool_size=3, max_overflow=5)
+
+
+def tables(prefix: str) -> dict[str, str]:
+    return {"audit_table": f"{prefix}audit", "lock_table": f"{prefix}lock"}
+
+
+@pytest.fixture(params=sorted(DRIVERS))
+def sql_server(request: pytest.FixtureRequest) -> Server:
+    server: Server = request.getfixturevalue(f"{request.param}_server")
+    return server
+
+
+@pytest.fixture
+def sql_prefix(sql_server: Server) -> Iterator[str]:
+    """A table-name prefix no other test uses; the tables named with it are dropped afterwards."""
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    yield prefix
+    _drop_tables(sql_server, prefix)
+
+
+class EngineOwningStore(OwningStore):
+    def __init__(self, url: str, prefix: str) -> None:
+        super().__init__()
+        self._url, self._prefix = url, prefix
+
+    async def connect(self, stack: AsyncExitStack) -> AuditStore:
+        made = engine(self._url)
+        stack.push_async_callback(made.dispose)
+        target = SQLTargetSystem("db", engine=made, marker_table=f"{self._prefix}marker")
+        return await stack.enter_async_context(SQLAuditStore.from_target(target, **tables(self._prefix)))
+
+
+def open_store(url: str, prefix: str) -> EngineOwningStore:
+    """Used by the multi-process race: the same tables, from another process, with an engine of its own."""
+    return EngineOwningStore(url, prefix)
+
+
+class TestSQLAuditStore(AuditStoreConformance):
+    @pytest.fixture
+    async def store(self, sql_server: Server, sql_prefix: str) -> AsyncIterator[AuditStore]:
+        self._args = [sql_server.uri, sql_prefix]
+        async with EngineOwningStore(sql_server.uri, sql_prefix) as store:
+            yield store
+
+    def process_factory(self) -> tuple[str, list[str]]:
+        return "tests.stores.test_sql:open_store", self._args
+
+
+class SQLKit(ProtocolKit):
+    """`app` and its store on one engine, `other` on a second engine of the same database (the marker path); new
+    engines per instance. Effects are rows of a table of the test's own."""
+
+    def __init__(self, url: str, prefix: str, child_url: str = "") -> None:
+        super().__init__()
+        self.url, self.prefix, self.child_url = url, prefix, child_url or url
+        self.effects = f"{prefix}effects"
+        self.mysql = url.startswith("mysql")
+        self.proxy: Proxy | None = None
+        self._counter: Any = None
+
+    def process_kit(self) -> tuple[str, list[str]]:
+        return "tests.stores.test_sql:SQLKit", [self.child_url, self.prefix]
+
+    async def stop_backing(self) -> None:
+        assert self.proxy is not None
+        self.proxy.stop()
+
+    async def start_backing(self) -> None:
+        assert self.proxy is not None
+        self.proxy.start()
+
+    def _engine(self) -> Any:
+        made = engine(self.url)
+        self.exit_stack.push_async_callback(made.dispose)
+        return made
+
+    async def instance(self) -> Instance:
+        if self._counter is None:
+            from sqlalchemy import text
+
+            self._counter = self._engine()
+            async with self._counter.begin() as connection:
+                await connection.execute(
+                    text(f"CREATE TABLE IF NOT EXISTS {self.effects} (k VARCHAR(255) PRIMARY KEY, n INTEGER NOT NULL)")
+                )
+        marker = f"{self.prefix}marker"
+        app = SQLTargetSystem("app", engine=self._engine(), marker_table=marker)
+        other = SQLTargetSystem("other", engine=self._engine(), marker_table=marker)
+        return Instance(SQLAuditStore.from_target(app, **tables(self.prefix)), app, other)
+
+    def store_without_creating(self, instance: Instance) -> SQLAuditStore:
+        return SQLAuditStore.from_target(instance.app, **tables(self.prefix), create_tables=False)  # type: ignore[arg-type]
+
+    async def write(self, ctx: SQLContext, key: str, amount: int = 1) -> None:
+        from sqlalchemy import text
+
+        upsert = (
+            f"INSERT INTO {self.effects} (k, n) VALUES (:k, :n) ON DUPLICATE KEY UPDATE n = n + VALUES(n)"
+            if self.mysql
+            else f"INSERT INTO {self.effects} AS e (k, n) VALUES (:k, :n) ON CONFLICT (k) DO UPDATE SET n = e.n + :n"
+        )
+        await ctx.connection.execute(text(upsert), {"k": key, "n": amount})
+
+    async def count(self, key: str) -> int:
+        from sqlalchemy import text
+
+        async with self._counter.connect() as connection:
+            found = await connection.execute(text(f"SELECT n FROM {self.effects} WHERE k = :k"), {"k": key})
+            return int(found.scalar() or 0)
+
+    def lose_commit_answers(self, target: Any, times: int) -> Any:
+        raise NotImplementedError(
+            "a SQL server cannot say what became of a commit whose connection broke: the run ends with "
+            "TransactionOutcomeUnknownError (tested on its own) and the next run reads the truth"
+        )
+
+    @asynccontextmanager
+    async def abort_commits(self, target: Any, times: int) -> AsyncIterator[None]:
+        """The server aborts the transaction once its body ran, as after a deadlock or a serialization failure."""
+        aborts = [times]
+        real = target.transaction
+
+        @asynccontextmanager
+        async def aborting() -> AsyncIterator[Any]:
+            async with real() as tx:
+                yield tx
+                if aborts[0]:
+                    aborts[0] -= 1
+                    raise TransactionAbortedError("deadlock detected (simulated by the database)")
+
+        target.transaction = aborting
+        try:
+            yield
+        finally:
+            del target.transaction
+
+
+class TestSQLProtocol(BackendProtocol):
+    @pytest.fixture
+    async def kit(self, sql_server: Server, sql_prefix: str) -> AsyncIterator[ProtocolKit]:
+        kit = SQLKit(sql_server.uri, sql_prefix)
+        yield kit
+        await kit.aclose()
+
+    @pytest.fixture
+    async def outage_kit(self, sql_server: Server, sql_prefix: str) -> AsyncIterator[ProtocolKit]:
+        """The processes reach the server through a TCP proxy, which the test stops (connections refused, the open
+        ones cut) and starts again: the server and its data stay."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(sql_server.uri)
+        proxy = Proxy(f"http://{url.host}:{url.port}")
+        proxy.start()
+        kit = SQLKit(sql_server.uri, sql_prefix, url.set(host="127.0.0.1", port=proxy.port).render_as_string(False))
+        kit.proxy = proxy
+        yield kit
+        await kit.aclose()
+        proxy.stop()
+
+
+# -- what is the backend's own ---------------------------------------------------------------------------------------
+
+
+def test_importing_the_backend_imports_no_driver() -> None:
+    drivers = ["sqlalchemy", "asyncpg", "psycopg", "aiomysql", "pymysql"]
+    code = f"import sys, aioflamingock.sql\nprint(','.join(m for m in {drivers!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == ""
+
+
+def test_without_sqlalchemy_the_error_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['sqlalchemy'] = None; sys.modules['sqlalchemy.ext.asyncio'] = None\n"
+        "from aioflamingock.sql import SQLTargetSystem\n"
+        "try:\n"
+        "    SQLTargetSystem('db', engine=object())\n"
+        "except ImportError as exc:\n"
+        "    sys.exit(str(exc))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert 'pip install "aioflamingock[sql]"' in done.stderr
+
+
+def test_what_is_not_an_async_postgresql_or_mysql_engine_is_refused_before_anything_runs() -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    with pytest.raises(ConfigurationError, match=r"must be an sqlalchemy\.ext\.asyncio\.AsyncEngine"):
+        SQLTargetSystem("db", engine=create_engine("sqlite://"))
+    with pytest.raises(ConfigurationError, match=r"dialect 'sqlite' is not supported.*aioflamingock\.sqlite"):
+        SQLTargetSystem("db", engine=create_async_engine("sqlite+aiosqlite://"))
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"audit_table": "audit; DROP TABLE users"}, "audit_table 'audit; DROP TABLE users' must match"),
+        ({"lock_table": "lock-table"}, "lock_table 'lock-table' must match"),
+        ({"schema": "public.x"}, "schema 'public.x' must match"),
+        ({"audit_table": "same", "lock_table": "same"}, "same"),
+    ],
+)
+def test_bad_table_names_are_refused_before_any_sql_is_built(options: dict[str, str], fragment: str) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    target = SQLTargetSystem("db", engine=create_async_engine("postgresql+asyncpg://u:p@localhost/db"))
+    with pytest.raises(ConfigurationError, match=re.escape(fragment)):
+        SQLAuditStore.from_target(target, **options)
+
+
+async def test_a_password_in_the_engine_url_reaches_no_error_and_no_doctor_check() -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    made = create_async_engine(f"postgresql+asyncpg://app:s3cretPW@127.0.0.1:{free_port()}/db")
+    try:
+        target = SQLTargetSystem("db", engine=made)
+        fl = Flamingock(audit_store=SQLAuditStore.from_target(target), target_systems=[target], changes=[])
+        checks = await fl.doctor(timeout_seconds=10)
+        with pytest.raises(StoreError) as caught:
+            await fl.run()
+    finally:
+        await made.dispose()
+    assert {(c.subject, c.check) for c in checks if not c.ok} >= {("audit store", "reachable")}
+    assert all("s3cretPW" not in f"{c.detail} {c.fix}" for c in checks)
+    assert "s3cretPW" not in str(caught.value) and "127.0.0.1" in str(caught.value)
+
+
+CHANGES = {
+    "_0001_create_orders.py": """
+from aioflamingock import Change
+from sqlalchemy import text
+
+
+class CreateOrders(Change):
+    id = "create-orders"
+    order = "0001"
+    author = "tests"
+    target_system = "db"
+
+    async def execute(self, ctx):
+        await ctx.connection.execute(text("CREATE TABLE {prefix}orders (id INTEGER PRIMARY KEY)"))
+        await ctx.connection.execute(text("INSERT INTO {prefix}orders (id) VALUES (1)"))
+        if {fail}:
+            raise RuntimeError("after the DDL")
+""",
+}
+
+
+async def _run_create_orders(sql_server: Server, prefix: str, write_package: Any, *, fail: bool) -> Any:
+    from sqlalchemy import text
+
+    package = write_package({n: s.format(prefix=prefix, fail=fail) for n, s in CHANGES.items()})
+    made = engine(sql_server.uri)
+    try:
+        target = SQLTargetSystem("db", engine=made, marker_table=f"{prefix}marker")
+        fl = Flamingock(
+            audit_store=SQLAuditStore.from_target(target, **tables(prefix)), target_systems=[target], changes=package
+        )
+        try:
+            await fl.run()
+            error = None
+        except ChangeFailedError as exc:
+            error = exc
+        history = [e.state for e in [e async for e in fl.history()]]
+        async with made.connect() as connection:
+            exists = await connection.run_sync(lambda sync: inspect(sync).has_table(f"{prefix}orders"))
+            rows = (await connection.execute(text(f"SELECT COUNT(*) FROM {prefix}orders"))).scalar() if exists else 0
+    finally:
+        await made.dispose()
+    return error, history, exists, rows
+
+
+async def test_mysql_refuses_ddl_in_a_transactional_change_before_it_commits_anything(
+    mysql_server: Server, write_package: Any
+) -> None:
+    """MySQL would commit the open transaction with the CREATE TABLE: the statement is refused before it reaches
+    the server, the change fails, nothing of it is committed, and the error says to make it non-transactional."""
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    try:
+        error, history, exists, _ = await _run_create_orders(mysql_server, prefix, write_package, fail=False)
+    finally:
+        _drop_tables(mysql_server, prefix)
+    assert error is not None and isinstance(error.__cause__, ChangeMisuseError), error
+    assert "MySQL commits CREATE statements at once" in str(error.__cause__)
+    assert "transactional = False" in str(error.__cause__)
+    assert history == [AuditState.FAILED] and not exists
+
+
+async def test_postgresql_ddl_commits_with_the_change_or_not_at_all(
+    postgresql_server: Server, write_package: Any
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    try:
+        error, history, exists, _ = await _run_create_orders(postgresql_server, prefix, write_package, fail=True)
+        assert error is not None and history == [AuditState.FAILED] and not exists, "the DDL outlived its rollback"
+        prefix2 = f"t{uuid.uuid4().hex[:10]}_"
+        error, history, exists, rows = await _run_create_orders(postgresql_server, prefix2, write_package, fail=False)
+        assert (error, history, exists, rows) == (None, [AuditState.APPLIED], True, 1)
+    finally:
+        _drop_tables(postgresql_server, prefix)
+        _drop_tables(postgresql_server, prefix2)
+
+
+def _drop_tables(server: Server, prefix: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    sync_url = server.uri.replace("postgresql://", "postgresql+psycopg://").replace("mysql://", "mysql+pymysql://")
+    cleaner = create_engine(sync_url)
+    try:
+        with cleaner.begin() as connection:
+            for name in inspect(connection).get_table_names():
+                if name.startswith(prefix):
+                    connection.execute(text(f"DROP TABLE {name}"))
+    finally:
+        cleaner.dispose()
+
+
+@pytest.mark.parametrize("path", ["shared", "marker"])
+async def test_a_commit_whose_answer_is_lost_ends_the_run_unknown_and_the_next_run_reads_the_truth(
+    postgresql_server: Server, sql_prefix_pg: str, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection breaks once the server has committed: the run cannot know, says so
+    (TransactionOutcomeUnknownError), and records nothing false; the next run finds the change applied (shared path:
+    its APPLIED entry committed with it) or recovers it from its marker, and never runs it twice."""
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    kit = SQLKit(postgresql_server.uri, sql_prefix_pg)
+    try:
+        instance = await kit.instance()
+        executions: list[str] = []
+
+        class Counted(Change):
+            id = f"{path}-1"
+            order = "0001"
+            author = "tests"
+            target_system = "app" if path == "shared" else "other"
+
+            async def execute(self, ctx: SQLContext) -> None:
+                executions.append(self.id)
+                await kit.write(ctx, self.id)
+
+        real = AsyncConnection.commit
+        lost = [1]
+
+        async def commit_then_lose_the_answer(self: AsyncConnection) -> None:
+            await real(self)
+            if lost[0] and self.info.get("lose"):
+                lost[0] = 0
+                raise OperationalError(
+                    "COMMIT", {}, ConnectionResetError("connection reset"), connection_invalidated=True
+                )
+
+        async def begin_marked(self: AsyncConnection) -> Any:
+            self.info["lose"] = True
+            return await real_begin(self)
+
+        real_begin = AsyncConnection.begin
+        monkeypatch.setattr(AsyncConnection, "commit", commit_then_lose_the_answer)
+        target = instance.app if path == "shared" else instance.other
+        assert target is not None
+        original_transaction = target.transaction
+
+        @asynccontextmanager
+        async def marked() -> AsyncIterator[Any]:
+            monkeypatch.setattr(AsyncConnection, "begin", begin_marked)
+            try:
+                async with original_transaction() as tx:
+                    yield tx
+            finally:
+                monkeypatch.setattr(AsyncConnection, "begin", real_begin)
+
+        target.transaction = marked  # type: ignore[method-assign]
+        fl = Flamingock(audit_store=instance.store, target_systems=instance.targets(), changes=[Counted])
+        with pytest.raises((TransactionOutcomeUnknownError, ChangeFailedError)) as caught:
+            await fl.run()
+        unknown = caught.value if isinstance(caught.value, TransactionOutcomeUnknownError) else caught.value.__cause__
+        assert isinstance(unknown, TransactionOutcomeUnknownError), caught.value
+        assert "outcome is unknown" in str(unknown)
+        del target.transaction
+        states = [e.state for e in [e async for e in fl.history()]]
+        assert states == ([AuditState.APPLIED] if path == "shared" else [AuditState.STARTED])
+
+        report = await Flamingock(
+            audit_store=instance.store, target_systems=instance.targets(), changes=[Counted]
+        ).run()
+
+        assert executions == [f"{path}-1"], "the committed change ran again"
+        assert await kit.count(f"{path}-1") == 1
+        expected = ChangeOutcome.ALREADY_APPLIED if path == "shared" else ChangeOutcome.RECOVERED
+        assert [c.outcome for c in report.changes] == [expected]
+        assert [e.state for e in [e async for e in fl.history()]][-1] is AuditState.APPLIED
+    finally:
+        await kit.aclose()
+
+
+@pytest.fixture
+def sql_prefix_pg(postgresql_server: Server) -> Iterator[str]:
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    yield prefix
+    _drop_tables(postgresql_server, prefix)
