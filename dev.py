@@ -64,7 +64,7 @@ def test(args: list[str]) -> None:
     sh(BIN / "ruff", "format", "--check", ".")
     sh(BIN / "mypy")
     sh(BIN / "mkdocs", "build", "--strict", "--quiet", "--site-dir", VENV / "site")
-    sh(PY, "-m", "pytest", "-n", "2", "--dist", "loadgroup", *args)  # two workers: see tests/conftest.py
+    sh(PY, "-m", "pytest", "-n", "2", *args)  # two workers: see tests/conftest.py
 
 
 COMMANDS = {"quickstart": quickstart, "test": test}

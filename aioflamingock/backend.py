@@ -20,9 +20,11 @@ from aioflamingock.backend import AuditStore, Lock, TransactionalTargetSystem, c
 - the driver's boundary: `ErrorTable` and `ErrorRule` (one table translating the driver's exceptions), `named`,
   `import_driver` (a driver imported when first needed), `retrying` and `Backoff` (trying again while a failure
   is transient, up to a deadline);
-- watching a change, logging: `set_while`, `library_logger`, `redact`.
+- watching a change, logging: `set_while`, `library_logger`, `redact`;
+- a ready change a backend ships (alembic's upgrade in `aioflamingock.sql`): `Change`.
 """
 
+from ._change import Change
 from ._driver import Backoff, ErrorRule, ErrorTable, import_driver, named, retrying
 from ._errors import (
     ChangeMisuseError,
@@ -65,6 +67,7 @@ __all__ = [
     "AuditState",
     "AuditStore",
     "Backoff",
+    "Change",
     "ChangeMisuseError",
     "ClosedResourceError",
     "ConfigurationError",

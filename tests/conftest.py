@@ -45,17 +45,30 @@ def couchbase_server() -> Iterator[CouchbaseServer]:
     yield from serve("acouchbase", start_couchbase, NO_COUCHBASE)
 
 
-PROCESS_HEAVY = ("ProcessScenarios.", "AuditStoreConformance.test_many_processes")
+CPU_HEAVY = ("eight_processes", "many_processes", "paused_past_its_lease")
+"""Tests that start many processes at once, or whose processes must keep renewing a lease while others run."""
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`python3 dev.py test` runs two workers, `--dist loadgroup`), the tests that start many
-    processes or wait out real leases run on one worker, one after another: side by side on a small machine they
-    would starve each other's lease renewals. The other worker takes everything else."""
-    for item in items:
-        qualname = getattr(getattr(item, "function", None), "__qualname__", "")
-        if item.get_closest_marker("slow") or qualname.startswith(PROCESS_HEAVY):
-            item.add_marker(pytest.mark.xdist_group("processes"))
+@pytest.fixture(autouse=True)
+def one_heavy_test_at_a_time(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under pytest-xdist (`python3 dev.py test` runs two workers), the tests that start many processes at once or
+    pause a lock holder (`CPU_HEAVY`, and the `slow` ones of `tests/faults`) take a lock of this machine for their
+    length: side by side on a small machine they would starve each other's lease renewals. Every other test runs
+    beside them."""
+    item = request.node
+    in_faults = item.path.parent.name == "faults" and item.get_closest_marker("slow") is not None
+    if not (in_faults or any(word in item.name for word in CPU_HEAVY)):
+        yield
+        return
+    import fcntl
+    import tempfile
+
+    with open(Path(tempfile.gettempdir()) / "aioflamingock-heavy-tests.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 WritePackage = Callable[[dict[str, str]], str]

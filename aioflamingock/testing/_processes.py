@@ -8,6 +8,7 @@ A kit takes part by saying how a child builds it (`ProtocolKit.process_kit`); th
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -69,6 +70,15 @@ class Child:
 
     def output(self) -> str:
         return f"stdout: {self._out.read_text()!r}\nstderr: {self._err.read_text()!r}"
+
+    def pause(self) -> None:
+        """SIGSTOP, and wait until the process is really stopped (the signal is delivered asynchronously)."""
+        os.kill(self.popen.pid, signal.SIGSTOP)
+        _, status = os.waitpid(self.popen.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status), f"process {self.popen.pid} did not stop\n{self.output()}"
+
+    def resume(self) -> None:
+        os.kill(self.popen.pid, signal.SIGCONT)
 
     async def wait(self, within: float = EXIT_TIMEOUT) -> Exited:
         try:
@@ -355,6 +365,39 @@ class ProcessScenarios:
         assert not [e for e in await children.audit() if e.state not in (STARTED, APPLIED)]
         for change_id, by in applied.items():
             assert await children.committed(change_id) == by
+        assert await children.markers() == []
+        assert await children.lock() is None
+
+    @pytest.mark.parametrize("hang", ["shared-1", "marker-1"])
+    async def test_a_holder_paused_past_its_lease_inside_a_transaction_never_commits_after_a_takeover(
+        self, kit: ProtocolKit, tmp_path: Path, hang: str
+    ) -> None:
+        """SIGSTOP inside the change's transaction until its lease is long over, while another instance starts;
+        then SIGCONT. Whichever order the backing imposes (the other waits for the paused one's locks, or takes the
+        lock over and is refused by nothing), the change is committed by exactly one run, with one APPLIED entry,
+        and a run that lost the lock says so."""
+        children = await self._children(kit, tmp_path)
+        self._needs(children, hang)
+        paused = children.start(hang=hang)
+        paused_run = await children.wait_ready(paused, hang)
+        paused.pause()
+        await anyio.sleep(LEASE_SECONDS + 0.5)
+        other = children.start()
+        await anyio.sleep(1.0)  # it takes the lock over, or waits for the paused one's locks
+
+        children.go(hang)
+        paused.resume()
+        resumed, finished = await paused.wait(), await other.wait()
+
+        assert finished.code == OK, finished
+        assert resumed.code in (OK, EXIT_CODES[LockLostError]), resumed
+        applied = await children.applied()
+        assert all(len(executions) == 1 for executions in applied.values()), applied
+        [entry] = [e for e in await children.audit(hang) if e.state is APPLIED]
+        committed = await children.committed(hang)
+        by = entry.metadata.get("recoveredFromExecutionId", entry.execution_id)  # recovered from a marker, or its own
+        assert committed == [by], "the change was committed by another run than the audit says"
+        assert committed[0] in (paused_run, finished.execution_id)
         assert await children.markers() == []
         assert await children.lock() is None
 

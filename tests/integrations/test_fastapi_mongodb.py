@@ -83,14 +83,18 @@ def instances(mongodb_server: Server, database: str, tmp_path: Path) -> Iterator
             wait_until_serving(process, url, log, deadline)
         yield [url for _, url, _ in started]
     finally:
-        for process, _, _ in started:
-            process.terminate()
-        for process, _, _ in started:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop([process for process, _, _ in started])
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def test_three_instances_start_at_once_and_each_change_is_applied_exactly_once(

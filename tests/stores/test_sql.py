@@ -1,14 +1,16 @@
-"""PostgreSQL (asyncpg) and MariaDB/MySQL (aiomysql) through SQLAlchemy's asyncio engine: the conformance suite,
-the protocol kit's scenarios, and what is the backend's own. Each test has its own table prefix."""
+"""PostgreSQL (asyncpg and psycopg) and MariaDB/MySQL (aiomysql) through SQLAlchemy's asyncio engine: the conformance
+suite, the protocol kit's scenarios, and what is the backend's own. Each test has its own table prefix."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,19 +29,22 @@ from aioflamingock import (
     TransactionAbortedError,
     TransactionOutcomeUnknownError,
 )
-from aioflamingock.sql import SQLAuditStore, SQLContext, SQLTargetSystem
+from aioflamingock.sql import AlembicUpgrade, SQLAuditStore, SQLContext, SQLTargetSystem
 from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ProtocolKit
 from tests.servers import Proxy, Server, free_port
 
 from ._owning import OwningStore
 
 DRIVERS = {"postgresql": "postgresql+asyncpg", "mysql": "mysql+aiomysql"}
+"""The driver of each server's URL when it names none."""
+SYNC_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql"}
+SECOND_DRIVERS = ("postgresql+psycopg",)
 
 
 def engine_url(url: str) -> str:
-    """`url` (postgresql://... or mysql://...) with this suite's driver for it."""
+    """`url` (postgresql://..., mysql://..., or with a driver already) with a driver for SQLAlchemy's asyncio."""
     scheme, _, rest = url.partition("://")
-    return f"{DRIVERS[scheme.split('+')[0]]}://{rest}"
+    return url if "+" in scheme else f"{DRIVERS[scheme]}://{rest}"
 
 
 def engine(url: str) -> Any:
@@ -52,10 +57,12 @@ def tables(prefix: str) -> dict[str, str]:
     return {"audit_table": f"{prefix}audit", "lock_table": f"{prefix}lock"}
 
 
-@pytest.fixture(params=sorted(DRIVERS))
+@pytest.fixture(params=["postgresql+asyncpg", "postgresql+psycopg", "mysql+aiomysql"])
 def sql_server(request: pytest.FixtureRequest) -> Server:
-    server: Server = request.getfixturevalue(f"{request.param}_server")
-    return server
+    """The server of the dialect, with the driver of the parameter in its URL."""
+    dialect = request.param.partition("+")[0]
+    server: Server = request.getfixturevalue(f"{dialect}_server")
+    return Server(f"{request.param}://{server.uri.partition('://')[2]}", server.stop)
 
 
 @pytest.fixture
@@ -87,6 +94,8 @@ class TestSQLAuditStore(AuditStoreConformance):
     @pytest.fixture
     async def store(self, sql_server: Server, sql_prefix: str) -> AsyncIterator[AuditStore]:
         self._args = [sql_server.uri, sql_prefix]
+        # the race is the server's locking between processes: once per server, with its first driver
+        self.supports_processes = not sql_server.uri.startswith(SECOND_DRIVERS)
         async with EngineOwningStore(sql_server.uri, sql_prefix) as store:
             yield store
 
@@ -107,6 +116,11 @@ class SQLKit(ProtocolKit):
         self._counter: Any = None
 
     def process_kit(self) -> tuple[str, list[str]]:
+        if self.url.startswith(SECOND_DRIVERS):
+            raise NotImplementedError(
+                "the real-process scenarios run once per server, with its first driver (asyncpg for PostgreSQL): "
+                "what they prove is the server's locking, which no driver changes"
+            )
         return "tests.stores.test_sql:SQLKit", [self.child_url, self.prefix]
 
     async def stop_backing(self) -> None:
@@ -351,9 +365,10 @@ async def test_postgresql_ddl_commits_with_the_change_or_not_at_all(
 
 def _drop_tables(server: Server, prefix: str) -> None:
     from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
 
-    sync_url = server.uri.replace("postgresql://", "postgresql+psycopg://").replace("mysql://", "mysql+pymysql://")
-    cleaner = create_engine(sync_url)
+    url = make_url(server.uri)
+    cleaner = create_engine(url.set(drivername=SYNC_DRIVERS[url.get_backend_name()]))
     try:
         with cleaner.begin() as connection:
             for name in inspect(connection).get_table_names():
@@ -447,3 +462,88 @@ def sql_prefix_pg(postgresql_server: Server) -> Iterator[str]:
     prefix = f"t{uuid.uuid4().hex[:10]}_"
     yield prefix
     _drop_tables(postgresql_server, prefix)
+
+
+# -- alembic under the lock -------------------------------------------------------------------------------------------
+
+ALEMBIC_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sql_alembic.py"
+
+
+@pytest.mark.slow
+def test_alembic_upgrades_once_when_three_instances_start_together(postgresql_server: Server) -> None:
+    """examples/sql_alembic.py started three times at once: alembic alone would race; here one instance runs the
+    upgrade under the lock (revision 0002 seeds one row: a second run would add another), the others find it
+    applied, and the audit records it once."""
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    env = {**os.environ, "DATABASE_URL": engine_url(postgresql_server.uri), "TABLE_PREFIX": prefix}
+    try:
+        started = [
+            subprocess.Popen(
+                [sys.executable, str(ALEMBIC_EXAMPLE)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        outputs = [process.communicate(timeout=120) for process in started]
+        assert [process.returncode for process in started] == [0, 0, 0], outputs
+        applied = sorted(out.splitlines()[0].partition(" ")[2] for out, _ in outputs)
+        assert applied == sorted(["[]", "[]", "['alembic-0002']"]), outputs  # the others waited, then found it applied
+        assert all(out.splitlines()[1] == "alembic: 0002 items: ['first']" for out, _ in outputs), outputs
+        audit = _query(postgresql_server, f"SELECT change_id, state FROM {prefix}flamingock_audit_log ORDER BY id")
+        assert audit == [("alembic-0002", "APPLIED")]
+    finally:
+        _drop_tables(postgresql_server, prefix)
+
+
+async def test_an_alembic_revision_that_fails_rolls_back_with_the_change_on_postgresql(
+    postgresql_server: Server, sql_prefix_pg: str, tmp_path: Path
+) -> None:
+    """Revision 0001 commits nothing if 0002 fails: on PostgreSQL the upgrade is one transaction with its entry."""
+    import shutil
+
+    project = tmp_path / "alembic_project"
+    shutil.copytree(ALEMBIC_EXAMPLE.with_name("alembic_project"), project)
+    broken = project / "versions" / "r0002_seed_items.py"
+    broken.write_text(broken.read_text().replace('op.bulk_insert(items, [{"id": 1, "name": "first"}])', "1 / 0"))
+    prefix = sql_prefix_pg
+
+    class Upgrade(AlembicUpgrade):
+        id = "alembic-0002"
+        order = "0001"
+        author = "tests"
+        target_system = "db"
+        config = project / "alembic.ini"
+        revision = "0002"
+        attributes = {"prefix": prefix, "version_table": f"{prefix}alembic_version"}
+
+    made = engine(postgresql_server.uri)
+    try:
+        target = SQLTargetSystem("db", engine=made, marker_table=f"{prefix}marker")
+        fl = Flamingock(
+            audit_store=SQLAuditStore.from_target(target, **tables(prefix)), target_systems=[target], changes=[Upgrade]
+        )
+        with pytest.raises(ChangeFailedError) as caught:
+            await fl.run()
+        assert isinstance(caught.value.__cause__, ZeroDivisionError)
+        assert [e.state async for e in fl.history()] == [AuditState.FAILED]
+        async with made.connect() as connection:
+            names = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+        assert f"{prefix}items" not in names and f"{prefix}alembic_version" not in names
+    finally:
+        await made.dispose()
+
+
+def _query(server: Server, sql: str) -> list[tuple[Any, ...]]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server.uri)
+    reader = create_engine(url.set(drivername=SYNC_DRIVERS[url.get_backend_name()]))
+    try:
+        with reader.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(sql))]
+    finally:
+        reader.dispose()

@@ -142,7 +142,7 @@ def test_every_error_derives_from_the_root() -> None:
                 "make_entry",
             },
         ),
-        ("aioflamingock.sql", {"SQLAuditStore", "SQLContext", "SQLTargetSystem", "SQLTransaction"}),
+        ("aioflamingock.sql", {"AlembicUpgrade", "SQLAuditStore", "SQLContext", "SQLTargetSystem", "SQLTransaction"}),
         (
             "aioflamingock.dynamodb",
             {

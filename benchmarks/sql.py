@@ -1,0 +1,206 @@
+"""Benchmarks of aioflamingock on PostgreSQL, side by side with alembic. Run by hand, never in CI:
+
+    python benchmarks/sql.py [--repeat N]
+
+Uses the server at $AIOFLAMINGOCK_POSTGRESQL_URL (postgresql://USER:PASSWORD@HOST:PORT/DATABASE), else the local
+server the tests use (tests/servers.py starts it, as root), in a database of its own (`flamingock_bench`, created
+and dropped: the role needs CREATEDB). Every figure comes from one server in one run; medians.
+
+(a) Applying 200 trivial changes (one INSERT each) on the shared path, against its floor: the same statements with
+    bare asyncpg, one transaction per change (INSERT; SELECT the lock row FOR UPDATE; INSERT the audit row; COMMIT).
+(b) A run with nothing pending at 200 and 1,000 applied changes, with a fresh engine each time.
+(c) alembic: `upgrade` of 200 trivial revisions (one INSERT each, one transaction per revision), then an `upgrade`
+    with nothing to do; the same asyncpg driver, through SQLAlchemy.
+
+Prints a table and writes the figures to benchmarks/results/sql-<time>.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from _common import argument_parser, generate_changes, machine_facts, package_version, print_machine, write_results
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from aioflamingock import Change, Flamingock
+from aioflamingock.sql import SQLAuditStore, SQLContext, SQLTargetSystem
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.servers import start_postgresql
+
+COUNT = 200
+BENCH_DATABASE = "flamingock_bench"
+FENCE = "SELECT 1 FROM lock WHERE k = 'default' AND owner = 'me' AND token = 1 FOR UPDATE"
+AUDIT = "INSERT INTO audit (change_id, state, at) VALUES ($1, 'APPLIED', now()::text)"
+NOOP_AT = (200, 1_000)
+
+
+async def _insert(self: Change, ctx: SQLContext) -> None:
+    await ctx.connection.execute(text("INSERT INTO bench (n) VALUES (1)"))
+
+
+def setup(sync_url: str) -> None:
+    """An empty bench database, with the table the changes insert into."""
+    url = make_url(sync_url)
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS {url.database} WITH (FORCE)"))
+        connection.execute(text(f"CREATE DATABASE {url.database}"))
+    admin.dispose()
+    engine = create_engine(sync_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text("CREATE TABLE bench (id SERIAL PRIMARY KEY, n INTEGER)"))
+    engine.dispose()
+
+
+def drop(sync_url: str) -> None:
+    url = make_url(sync_url)
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS {url.database} WITH (FORCE)"))
+    admin.dispose()
+
+
+def flamingock(url: str, changes: list[type[Change]]) -> tuple[Flamingock, Any]:
+    engine = create_async_engine(url)
+    target = SQLTargetSystem("db", engine=engine)
+    return Flamingock(audit_store=SQLAuditStore.from_target(target), target_systems=[target], changes=changes), engine
+
+
+async def apply_with_aioflamingock(url: str, sync_url: str, count: int) -> float:
+    setup(sync_url)
+    fl, engine = flamingock(url, generate_changes(count, "db", _insert, transactional=True))
+    started = time.perf_counter()
+    report = await fl.run()
+    elapsed = time.perf_counter() - started
+    await engine.dispose()
+    assert len(report.applied) == count
+    return elapsed
+
+
+async def noop_with_aioflamingock(url: str, count: int) -> float:
+    fl, engine = flamingock(url, generate_changes(count, "db", _insert, transactional=True))
+    started = time.perf_counter()
+    report = await fl.run()
+    elapsed = time.perf_counter() - started
+    await engine.dispose()
+    assert not report.applied
+    return elapsed
+
+
+async def floor(dsn: str, sync_url: str, count: int) -> float:
+    """The shared path's statements with bare asyncpg, on one connection."""
+    import asyncpg
+
+    setup(sync_url)
+    connection = await asyncpg.connect(dsn)
+    await connection.execute("CREATE TABLE lock (k TEXT PRIMARY KEY, owner TEXT, token BIGINT)")
+    await connection.execute("CREATE TABLE audit (id BIGSERIAL PRIMARY KEY, change_id TEXT, state TEXT, at TEXT)")
+    await connection.execute("INSERT INTO lock VALUES ('default', 'me', 1)")
+    started = time.perf_counter()
+    for i in range(count):
+        async with connection.transaction():
+            await connection.execute("INSERT INTO bench (n) VALUES (1)")
+            await connection.fetchval(
+                "SELECT 1 FROM lock WHERE k = 'default' AND owner = 'me' AND token = 1 FOR UPDATE"
+            )
+            await connection.execute(
+                "INSERT INTO audit (change_id, state, at) VALUES ($1, 'APPLIED', now()::text)", f"c{i}"
+            )
+    elapsed = time.perf_counter() - started
+    await connection.close()
+    return elapsed
+
+
+def alembic_project(directory: Path, count: int) -> Path:
+    versions = directory / "versions"
+    versions.mkdir(parents=True)
+    (directory / "alembic.ini").write_text("[alembic]\nscript_location = %(here)s\n")
+    (directory / "env.py").write_text(
+        "from alembic import context\nfrom sqlalchemy import create_engine\n"
+        "engine = create_engine(context.config.attributes['url'])\n"
+        "with engine.connect() as connection:\n"
+        "    context.configure(connection=connection, transaction_per_migration=True)\n"
+        "    with context.begin_transaction():\n        context.run_migrations()\n"
+    )
+    for i in range(count):
+        down = repr(f"r{i - 1:04d}") if i else "None"
+        (versions / f"r{i:04d}.py").write_text(
+            f"from alembic import op\nrevision = 'r{i:04d}'\ndown_revision = {down}\n"
+            "def upgrade():\n    op.execute('INSERT INTO bench (n) VALUES (1)')\n"
+        )
+    return directory / "alembic.ini"
+
+
+def alembic_upgrade(ini: Path, url: str) -> float:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(ini))
+    config.attributes["url"] = url
+    started = time.perf_counter()
+    command.upgrade(config, "head")
+    return time.perf_counter() - started
+
+
+async def main(repeat: int) -> None:
+    server = start_postgresql()
+    if server is None:
+        sys.exit("no PostgreSQL: set AIOFLAMINGOCK_POSTGRESQL_URL, or run as root where PostgreSQL is installed")
+    base = make_url(server.uri).set(database=BENCH_DATABASE)  # a database of its own, dropped at the end
+    url = base.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    sync_url = base.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    info = machine_facts() | {
+        "sqlalchemy": package_version("sqlalchemy"),
+        "asyncpg": package_version("asyncpg"),
+        "alembic": package_version("alembic"),
+        "aioflamingock": package_version("aioflamingock"),
+    }
+    print_machine(info)
+    figures: dict[str, Any] = {"machine": info, "count": COUNT}
+    figures["apply_aioflamingock_s"] = statistics.median(
+        [await apply_with_aioflamingock(url, sync_url, COUNT) for _ in range(repeat)]
+    )
+    figures["apply_floor_s"] = statistics.median([await floor(dsn, sync_url, COUNT) for _ in range(repeat)])
+    for count in NOOP_AT:
+        await apply_with_aioflamingock(url, sync_url, count)
+        figures[f"noop_aioflamingock_{count}_s"] = statistics.median(
+            [await noop_with_aioflamingock(url, count) for _ in range(repeat)]
+        )
+    alembic_apply, alembic_noop = [], []
+    for _ in range(repeat):
+        setup(sync_url)
+        with tempfile.TemporaryDirectory() as directory:
+            ini = alembic_project(Path(directory) / f"alembic_{uuid.uuid4().hex[:6]}", COUNT)
+            alembic_apply.append(alembic_upgrade(ini, sync_url))
+            alembic_noop.append(alembic_upgrade(ini, sync_url))
+    figures["apply_alembic_s"] = statistics.median(alembic_apply)
+    figures["noop_alembic_200_s"] = statistics.median(alembic_noop)
+    drop(sync_url)
+
+    per = 1000 / COUNT
+    print(f"\napply {COUNT} trivial changes, shared path (medians of {repeat}):")
+    for name, key in (("aioflamingock", "apply_aioflamingock_s"), ("floor (asyncpg)", "apply_floor_s")):
+        print(f"  {name:<15} {figures[key]:.3f} s  {figures[key] * per:.2f} ms/change")
+    print(f"  ratio          {figures['apply_aioflamingock_s'] / figures['apply_floor_s']:.2f}x")
+    print(f"  alembic        {figures['apply_alembic_s']:.3f} s  (psycopg, no lock, no audit)")
+    print("\na run with nothing pending:")
+    for count in NOOP_AT:
+        print(f"  aioflamingock, {count} applied  {figures[f'noop_aioflamingock_{count}_s']:.3f} s")
+    print(f"  alembic, 200 applied        {figures['noop_alembic_200_s']:.3f} s")
+    write_results(figures, "sql")
+
+
+if __name__ == "__main__":
+    arguments = argument_parser(__doc__).parse_args()
+    asyncio.run(main(arguments.repeat))
