@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterable
 from functools import partial
 from typing import Any
 
 from ..backend import (
+    AUDIT_COLUMNS,
     AuditEntry,
     ConfigurationError,
-    CorruptAuditError,
     DoctorCheck,
     Fence,
     LockLostError,
@@ -16,8 +15,9 @@ from ..backend import (
     TargetSystem,
     Transaction,
     check_distinct,
-    decode_entry,
     entry_fix,
+    entry_row,
+    row_entry,
     skip_corrupt,
 )
 from ._dialect import qualified
@@ -30,12 +30,6 @@ __all__ = ["DEFAULT_AUDIT_TABLE", "DEFAULT_LOCK_TABLE", "SQLAuditStore"]
 DEFAULT_AUDIT_TABLE = "flamingock_audit_log"
 DEFAULT_LOCK_TABLE = "flamingock_lock"
 
-# (column, AuditEntry field): the same columns as the SQLite store's.
-_COLUMNS = [
-    "execution_id", "stage_id", "change_id", "author", "created_at", "state", "type", "invoked_class",
-    "invoked_method", "source_file", "metadata", "execution_millis", "execution_hostname", "error_trace",
-    "system_change", "tx_strategy", "target_system_id", "change_order", "recovery_strategy", "transaction_flag",
-]  # fmt: skip
 _LONG = {"invoked_class", "source_file", "metadata", "error_trace", "author"}
 _TYPES = {"execution_millis": "BIGINT", "system_change": "BOOLEAN", "transaction_flag": "BOOLEAN"}
 _HISTORY_PAGE = 500
@@ -44,9 +38,8 @@ _AUDIT_SIGNATURE = ("change_id", "execution_id", "state")
 _LOCK_SIGNATURE = ("lock_key", "owner", "fencing_token", "expires_at")
 
 
-def _row(entry: AuditEntry) -> dict[str, Any]:
-    data = entry.model_dump(mode="json")
-    return {c: json.dumps(data[c]) if c == "metadata" else data[c] for c in _COLUMNS}
+def _params(entry: AuditEntry) -> dict[str, Any]:
+    return dict(zip(AUDIT_COLUMNS, entry_row(entry), strict=True))
 
 
 class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
@@ -104,7 +97,8 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
     def _schema(self) -> dict[str, str]:
         """Every table and index the store needs, by name, with the statement that creates it."""
         dialect = self.target.dialect
-        columns = ", ".join(f"{c} {_TYPES.get(c, dialect.text if c in _LONG else 'VARCHAR(255)')}" for c in _COLUMNS)
+        types = {c: _TYPES.get(c, dialect.text if c in _LONG else "VARCHAR(255)") for c in AUDIT_COLUMNS}
+        columns = ", ".join(f"{c} {kind}" for c, kind in types.items())
         index = f"{self.audit_table.rpartition('.')[2]}_change"
         return {
             self.audit_table: f"CREATE TABLE {self.audit_table} (id {dialect.identity}, {columns})"
@@ -198,9 +192,9 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
                 f"{entry.state.value} of {entry.change_id!r} not recorded: lock {fence.key!r} is no longer held "
                 f"by {fence.owner!r} with token {fence.token}"
             )
-        values = ", ".join(":" + c for c in _COLUMNS)
+        values = ", ".join(":" + c for c in AUDIT_COLUMNS)
         await connection.execute(
-            text(f"INSERT INTO {self.audit_table} ({', '.join(_COLUMNS)}) VALUES ({values})"), _row(entry)
+            text(f"INSERT INTO {self.audit_table} ({', '.join(AUDIT_COLUMNS)}) VALUES ({values})"), _params(entry)
         )
 
     async def append(self, entry: AuditEntry, *, fence: Fence) -> None:
@@ -223,29 +217,23 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
 
     async def current_states(self, change_ids: Iterable[str] | None = None) -> dict[str, AuditEntry]:
         sql = (
-            f"SELECT a.id, {', '.join('a.' + c for c in _COLUMNS)} FROM {self.audit_table} a JOIN "
+            f"SELECT a.id, {', '.join('a.' + c for c in AUDIT_COLUMNS)} FROM {self.audit_table} a JOIN "
             f"(SELECT MAX(id) AS id FROM {self.audit_table} GROUP BY change_id) newest ON a.id = newest.id"
         )
         rows = await self._rows(sql, {}, "reading the current states")
         wanted = None if change_ids is None else set(change_ids)
-        at = 1 + _COLUMNS.index("change_id")
+        at = 1 + AUDIT_COLUMNS.index("change_id")
         return {row[at]: self._decode(row) for row in rows if wanted is None or row[at] in wanted}
 
     def _decode(self, row: tuple[Any, ...]) -> AuditEntry:
-        """`row` is the row id, then `_COLUMNS`."""
+        """`row` is the row id, then `AUDIT_COLUMNS`."""
         where = f"table {self.audit_table!r} of {self.target.describe()}, id {row[0]}"
         fix = entry_fix(f"`DELETE FROM {self.audit_table} WHERE id = {row[0]}`")
-        data = dict(zip(_COLUMNS, row[1:], strict=True))
-        try:
-            data["metadata"] = json.loads(data["metadata"]) if data["metadata"] else {}
-        except (TypeError, ValueError):
-            problem = f"is {data['metadata']!r:.60}, not JSON"
-            raise CorruptAuditError(where, "metadata", problem, fix, change_id=data.get("change_id")) from None
-        return decode_entry(data, where=where, fix=fix)
+        return row_entry(row[1:], where=where, fix=fix)
 
     async def history(self) -> AsyncIterator[AuditEntry]:
         """Oldest first, a page at a time: memory stays bounded and no cursor stays open between pages."""
-        sql = f"SELECT id, {', '.join(_COLUMNS)} FROM {self.audit_table} WHERE id > :last ORDER BY id LIMIT :page"
+        sql = f"SELECT id, {', '.join(AUDIT_COLUMNS)} FROM {self.audit_table} WHERE id > :last ORDER BY id LIMIT :page"
         last = 0
         while True:
             rows = await self._rows(sql, {"last": last, "page": _HISTORY_PAGE}, "reading the history")

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -8,9 +7,9 @@ from functools import partial
 from typing import Any
 
 from ..backend import (
+    AUDIT_COLUMNS,
     AuditEntry,
     ConfigurationError,
-    CorruptAuditError,
     DoctorCheck,
     Fence,
     LockLostError,
@@ -18,8 +17,9 @@ from ..backend import (
     TargetSystem,
     Transaction,
     check_distinct,
-    decode_entry,
     entry_fix,
+    entry_row,
+    row_entry,
     skip_corrupt,
 )
 from ._errors import translate_errors
@@ -32,13 +32,6 @@ DEFAULT_AUDIT_TABLE = "flamingock_audit_log"
 DEFAULT_LOCK_TABLE = "flamingock_lock"
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
-# (column, AuditEntry field); SQL columns are snake_case, the documents of the other stores use camelCase.
-_COLUMNS = [
-    "execution_id", "stage_id", "change_id", "author", "created_at", "state", "type", "invoked_class",
-    "invoked_method", "source_file", "metadata", "execution_millis", "execution_hostname", "error_trace",
-    "system_change", "tx_strategy", "target_system_id", "change_order", "recovery_strategy", "transaction_flag",
-]  # fmt: skip
-_JSON_COLUMNS = {"metadata"}
 _HISTORY_PAGE = 500
 # Columns an existing table must have to be taken for ours.
 _AUDIT_SIGNATURE = ("change_id", "execution_id", "state")
@@ -49,22 +42,6 @@ def _table(kind: str, name: str) -> str:
     if not isinstance(name, str) or not _TABLE_NAME.fullmatch(name):
         raise ConfigurationError([f"{kind} {name!r} must match [A-Za-z_][A-Za-z0-9_]{{0,62}}"])
     return name
-
-
-def _row(entry: AuditEntry) -> tuple[Any, ...]:
-    data = entry.model_dump(mode="json")
-    return tuple(json.dumps(data[c]) if c in _JSON_COLUMNS else data[c] for c in _COLUMNS)
-
-
-def _entry(row: Iterable[Any], *, where: str, fix: str) -> AuditEntry:
-    data = dict(zip(_COLUMNS, row, strict=True))
-    for column in _JSON_COLUMNS:
-        try:
-            data[column] = json.loads(data[column]) if data[column] else {}
-        except (TypeError, ValueError):
-            problem = f"is {data[column]!r:.60}, not JSON"
-            raise CorruptAuditError(where, column, problem, fix, change_id=data.get("change_id")) from None
-    return decode_entry(data, where=where, fix=fix)
 
 
 class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
@@ -113,7 +90,7 @@ class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
     def _schema(self) -> dict[str, str]:
         """Every table and index the store needs, by name, with the statement that creates it."""
         types = {"execution_millis": "INTEGER", "system_change": "INTEGER", "transaction_flag": "INTEGER"}
-        columns = ", ".join(f"{c} {types.get(c, 'TEXT')}" for c in _COLUMNS)
+        columns = ", ".join(f"{c} {types.get(c, 'TEXT')}" for c in AUDIT_COLUMNS)
         return {
             self.audit_table: f"CREATE TABLE IF NOT EXISTS {self.audit_table} "
             f"(id INTEGER PRIMARY KEY AUTOINCREMENT, {columns})",
@@ -174,9 +151,9 @@ class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
         ]
 
     def _fenced_insert(self) -> str:
-        placeholders = ", ".join("?" for _ in _COLUMNS)
+        placeholders = ", ".join("?" for _ in AUDIT_COLUMNS)
         return (
-            f"INSERT INTO {self.audit_table} ({', '.join(_COLUMNS)}) SELECT {placeholders} "
+            f"INSERT INTO {self.audit_table} ({', '.join(AUDIT_COLUMNS)}) SELECT {placeholders} "
             f"WHERE EXISTS (SELECT 1 FROM {self.lock_table} WHERE key = ? AND owner = ? AND fencing_token = ?)"
         )
 
@@ -186,7 +163,7 @@ class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
         transaction."""
         with translate_errors(f"recording {entry.state.value} of {entry.change_id!r}"):
             inserted = await self.target._write(
-                self._fenced_insert(), (*_row(entry), fence.key, fence.owner, fence.token)
+                self._fenced_insert(), (*entry_row(entry), fence.key, fence.owner, fence.token)
             )
         if inserted != 1:
             raise LockLostError(
@@ -203,24 +180,24 @@ class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
 
     async def current_states(self, change_ids: Iterable[str] | None = None) -> dict[str, AuditEntry]:
         sql = (
-            f"SELECT a.id, {', '.join('a.' + c for c in _COLUMNS)} FROM {self.audit_table} a JOIN "
+            f"SELECT a.id, {', '.join('a.' + c for c in AUDIT_COLUMNS)} FROM {self.audit_table} a JOIN "
             f"(SELECT MAX(id) AS id FROM {self.audit_table} GROUP BY change_id) newest ON a.id = newest.id"
         )
         with translate_errors("reading the current states"):
             rows = await self.target._fetch(sql)
         wanted = None if change_ids is None else set(change_ids)
-        at = 1 + _COLUMNS.index("change_id")
+        at = 1 + AUDIT_COLUMNS.index("change_id")
         return {row[at]: self._decode(row) for row in rows if wanted is None or row[at] in wanted}
 
     def _decode(self, row: tuple[Any, ...]) -> AuditEntry:
-        """`row` is the row id, then `_COLUMNS`."""
+        """`row` is the row id, then `AUDIT_COLUMNS`."""
         where = f"SQLite table {self.audit_table!r} in {self.target.path!r}, row id {row[0]}"
         fix = entry_fix(f"`DELETE FROM {self.audit_table} WHERE id = {row[0]}`")
-        return _entry(row[1:], where=where, fix=fix)
+        return row_entry(row[1:], where=where, fix=fix)
 
     async def history(self) -> AsyncIterator[AuditEntry]:
         """Oldest first, a page at a time: memory stays bounded and no cursor stays open between pages."""
-        sql = f"SELECT id, {', '.join(_COLUMNS)} FROM {self.audit_table} WHERE id > ? ORDER BY id LIMIT ?"
+        sql = f"SELECT id, {', '.join(AUDIT_COLUMNS)} FROM {self.audit_table} WHERE id > ? ORDER BY id LIMIT ?"
         last = 0
         while True:
             with translate_errors("reading the history"):

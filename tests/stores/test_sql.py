@@ -547,3 +547,38 @@ def _query(server: Server, sql: str) -> list[tuple[Any, ...]]:
             return [tuple(row) for row in connection.execute(text(sql))]
     finally:
         reader.dispose()
+
+
+async def test_a_password_in_a_failing_changes_message_reaches_no_audit_entry_and_no_log_record(
+    postgresql_server: Server, sql_prefix_pg: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A change fails quoting the engine's URL with its password, as a driver's message can: the FAILED entry's
+    error trace and every log record carry it redacted."""
+    from sqlalchemy.engine import make_url
+
+    secret = make_url(engine_url(postgresql_server.uri)).password
+    assert secret
+
+    class Quoting(Change):
+        id = "quoting"
+        order = "0001"
+        author = "tests"
+        target_system = "db"
+
+        async def execute(self, ctx: SQLContext) -> None:
+            raise RuntimeError(f"could not reach {engine_url(postgresql_server.uri)}")
+
+    made = engine(postgresql_server.uri)
+    try:
+        target = SQLTargetSystem("db", engine=made, marker_table=f"{sql_prefix_pg}marker")
+        store = SQLAuditStore.from_target(target, **tables(sql_prefix_pg))
+        fl = Flamingock(audit_store=store, target_systems=[target], changes=[Quoting])
+        with pytest.raises(ChangeFailedError) as caught:
+            await fl.run()
+        [failed] = [e async for e in fl.history()]
+    finally:
+        await made.dispose()
+    assert failed.state is AuditState.FAILED and failed.error_trace
+    assert "could not reach postgresql" in failed.error_trace and secret not in failed.error_trace
+    assert secret not in str(caught.value)
+    assert caplog.records and all(secret not in record.getMessage() for record in caplog.records)
