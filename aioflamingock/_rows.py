@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 from ._errors import CorruptAuditError
-from ._interfaces import decode_entry
+from ._interfaces import decode_entry, entry_fix, skip_corrupt
 from ._model import AuditEntry
 
-__all__ = ["AUDIT_COLUMNS", "entry_row", "row_entry"]
+__all__ = ["AUDIT_COLUMNS", "AuditTable", "entry_row", "row_entry"]
 
 AUDIT_COLUMNS: tuple[str, ...] = (
     "execution_id", "stage_id", "change_id", "author", "created_at", "state", "type", "invoked_class",
@@ -37,3 +38,53 @@ def row_entry(row: Sequence[Any], *, where: str, fix: str) -> AuditEntry:
         problem = f"is {data['metadata']!r:.60}, not JSON"
         raise CorruptAuditError(where, "metadata", problem, fix, change_id=data.get("change_id")) from None
     return decode_entry(data, where=where, fix=fix)
+
+
+class AuditTable:
+    """How a SQL store reads its audit table `name` (a column `id` that grows with each append, then
+    `AUDIT_COLUMNS`): the statements, written once, and the decoding of the rows they return (the id first).
+    `describe(id)` says where a row is, for the error that names a corrupt one."""
+
+    def __init__(self, name: str, describe: Callable[[Any], str], *, page: int = 500) -> None:
+        self.name = name
+        self._describe = describe
+        self._page = page
+
+    @property
+    def newest_sql(self) -> str:
+        """The newest row of every change, in one statement."""
+        columns = ", ".join("a." + c for c in AUDIT_COLUMNS)
+        return (
+            f"SELECT a.id, {columns} FROM {self.name} a JOIN "
+            f"(SELECT MAX(id) AS id FROM {self.name} GROUP BY change_id) newest ON a.id = newest.id"
+        )
+
+    def page_sql(self, after: str, limit: str) -> str:
+        """A page of rows, oldest first: those with an id above the placeholder `after`, at most `limit`."""
+        return f"SELECT id, {', '.join(AUDIT_COLUMNS)} FROM {self.name} WHERE id > {after} ORDER BY id LIMIT {limit}"
+
+    def decode(self, row: Sequence[Any]) -> AuditEntry:
+        fix = entry_fix(f"`DELETE FROM {self.name} WHERE id = {row[0]}`")
+        return row_entry(row[1:], where=self._describe(row[0]), fix=fix)
+
+    def newest(self, rows: Iterable[Sequence[Any]], change_ids: Iterable[str] | None) -> dict[str, AuditEntry]:
+        """`current_states` from the rows of `newest_sql`."""
+        wanted = None if change_ids is None else set(change_ids)
+        at = 1 + AUDIT_COLUMNS.index("change_id")
+        return {row[at]: self.decode(row) for row in rows if wanted is None or row[at] in wanted}
+
+    async def history(
+        self, fetch: Callable[[int, int], Awaitable[Sequence[Sequence[Any]]]]
+    ) -> AsyncIterator[AuditEntry]:
+        """Every entry, oldest first, a page at a time (`fetch(after, limit)` runs `page_sql`): memory stays bounded
+        and no cursor stays open between pages. A corrupt entry is skipped, and logged."""
+        last = 0
+        while True:
+            rows = await fetch(last, self._page)
+            for row in rows:
+                entry = skip_corrupt(partial(self.decode, row))
+                if entry is not None:
+                    yield entry
+            if len(rows) < self._page:
+                return
+            last = rows[-1][0]

@@ -15,9 +15,9 @@ from aioflamingock.backend import AuditStore, Lock, TransactionalTargetSystem, c
   `TransactionOutcomeUnknownError`, `LockLostError`, `ConfigurationError`, `ClosedResourceError`,
   `CorruptAuditError`, `ChangeMisuseError`;
 - checking configuration: `check_identifier`, `check_seconds`, `check_distinct`;
-- reading what a store holds: `decode_entry` (an entry from a document), `AUDIT_COLUMNS`, `entry_row` and
-  `row_entry` (an entry as a row of a SQL table), `entry_fix`, `skip_corrupt`, `corrupt_entries`, `lock_info`,
-  `epoch_datetime`, `LOCK_HORIZON_SECONDS`, `utc_now`;
+- reading what a store holds: `decode_entry` (an entry from a document), `AUDIT_COLUMNS`, `entry_row`,
+  `row_entry` and `AuditTable` (an entry as a row of a SQL table), `entry_fix`, `skip_corrupt`, `corrupt_entries`,
+  `lock_info`, `epoch_datetime`, `LOCK_HORIZON_SECONDS`, `utc_now`;
 - the driver's boundary: `ErrorTable` and `ErrorRule` (one table translating the driver's exceptions), `named`,
   `import_driver` (a driver imported when first needed), `retrying` and `Backoff` (trying again while a failure
   is transient, up to a deadline);
@@ -61,7 +61,7 @@ from ._interfaces import (
 )
 from ._model import AuditEntry, AuditState, DoctorCheck, Fence, LockInfo, LockLease, Marker, TxStrategy, utc_now
 from ._redact import library_logger, redact
-from ._rows import AUDIT_COLUMNS, entry_row, row_entry
+from ._rows import AUDIT_COLUMNS, AuditTable, entry_row, row_entry
 
 __all__ = [
     "AUDIT_COLUMNS",
@@ -69,6 +69,7 @@ __all__ = [
     "AuditEntry",
     "AuditState",
     "AuditStore",
+    "AuditTable",
     "Backoff",
     "Change",
     "ChangeMisuseError",

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from functools import partial
 from typing import Any
 
 from ..backend import (
     AUDIT_COLUMNS,
     AuditEntry,
+    AuditTable,
     ConfigurationError,
     DoctorCheck,
     Fence,
@@ -15,10 +15,7 @@ from ..backend import (
     TargetSystem,
     Transaction,
     check_distinct,
-    entry_fix,
     entry_row,
-    row_entry,
-    skip_corrupt,
 )
 from ._dialect import qualified
 from ._errors import translate_errors
@@ -32,7 +29,6 @@ DEFAULT_LOCK_TABLE = "flamingock_lock"
 
 _LONG = {"invoked_class", "source_file", "metadata", "error_trace", "author"}
 _TYPES = {"execution_millis": "BIGINT", "system_change": "BOOLEAN", "transaction_flag": "BOOLEAN"}
-_HISTORY_PAGE = 500
 # Columns an existing table must have to be taken for ours.
 _AUDIT_SIGNATURE = ("change_id", "execution_id", "state")
 _LOCK_SIGNATURE = ("lock_key", "owner", "fencing_token", "expires_at")
@@ -72,6 +68,8 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
         )
         self.create_tables = create_tables
         self._lock = SQLLock(target, self.lock_table)
+        where = f"table {self.audit_table!r} of {target.describe()}"
+        self._table = AuditTable(self.audit_table, lambda id: f"{where}, id {id}")
 
     @classmethod
     def from_target(
@@ -216,31 +214,12 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
             return [tuple(row) for row in await connection.execute(text(sql), params)]
 
     async def current_states(self, change_ids: Iterable[str] | None = None) -> dict[str, AuditEntry]:
-        sql = (
-            f"SELECT a.id, {', '.join('a.' + c for c in AUDIT_COLUMNS)} FROM {self.audit_table} a JOIN "
-            f"(SELECT MAX(id) AS id FROM {self.audit_table} GROUP BY change_id) newest ON a.id = newest.id"
-        )
-        rows = await self._rows(sql, {}, "reading the current states")
-        wanted = None if change_ids is None else set(change_ids)
-        at = 1 + AUDIT_COLUMNS.index("change_id")
-        return {row[at]: self._decode(row) for row in rows if wanted is None or row[at] in wanted}
+        rows = await self._rows(self._table.newest_sql, {}, "reading the current states")
+        return self._table.newest(rows, change_ids)
 
-    def _decode(self, row: tuple[Any, ...]) -> AuditEntry:
-        """`row` is the row id, then `AUDIT_COLUMNS`."""
-        where = f"table {self.audit_table!r} of {self.target.describe()}, id {row[0]}"
-        fix = entry_fix(f"`DELETE FROM {self.audit_table} WHERE id = {row[0]}`")
-        return row_entry(row[1:], where=where, fix=fix)
+    async def _page(self, after: int, limit: int) -> list[tuple[Any, ...]]:
+        sql = self._table.page_sql(":after", ":limit")
+        return await self._rows(sql, {"after": after, "limit": limit}, "reading the history")
 
-    async def history(self) -> AsyncIterator[AuditEntry]:
-        """Oldest first, a page at a time: memory stays bounded and no cursor stays open between pages."""
-        sql = f"SELECT id, {', '.join(AUDIT_COLUMNS)} FROM {self.audit_table} WHERE id > :last ORDER BY id LIMIT :page"
-        last = 0
-        while True:
-            rows = await self._rows(sql, {"last": last, "page": _HISTORY_PAGE}, "reading the history")
-            for row in rows:
-                entry = skip_corrupt(partial(self._decode, row))
-                if entry is not None:
-                    yield entry
-            if len(rows) < _HISTORY_PAGE:
-                return
-            last = rows[-1][0]
+    def history(self) -> AsyncIterator[AuditEntry]:
+        return self._table.history(self._page)

@@ -3,12 +3,12 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from functools import partial
 from typing import Any
 
 from ..backend import (
     AUDIT_COLUMNS,
     AuditEntry,
+    AuditTable,
     ConfigurationError,
     DoctorCheck,
     Fence,
@@ -17,10 +17,7 @@ from ..backend import (
     TargetSystem,
     Transaction,
     check_distinct,
-    entry_fix,
     entry_row,
-    row_entry,
-    skip_corrupt,
 )
 from ._errors import translate_errors
 from ._lock import SQLiteLock
@@ -32,7 +29,6 @@ DEFAULT_AUDIT_TABLE = "flamingock_audit_log"
 DEFAULT_LOCK_TABLE = "flamingock_lock"
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
-_HISTORY_PAGE = 500
 # Columns an existing table must have to be taken for ours.
 _AUDIT_SIGNATURE = ("change_id", "execution_id", "state")
 _LOCK_SIGNATURE = ("owner", "fencing_token", "expires_at")
@@ -67,6 +63,8 @@ class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
         # The marker table lives in the same file when a change on this database takes the marker path.
         check_distinct("SQLiteAuditStore", audit_table=audit_table, lock_table=lock_table, marker_table=MARKER_TABLE)
         self._lock = SQLiteLock(target, self.lock_table, clock)
+        where = f"SQLite table {self.audit_table!r} in {target.path!r}"
+        self._table = AuditTable(self.audit_table, lambda id: f"{where}, row id {id}")
 
     @classmethod
     def from_target(
@@ -179,33 +177,13 @@ class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
         await self.append(entry, fence=fence)
 
     async def current_states(self, change_ids: Iterable[str] | None = None) -> dict[str, AuditEntry]:
-        sql = (
-            f"SELECT a.id, {', '.join('a.' + c for c in AUDIT_COLUMNS)} FROM {self.audit_table} a JOIN "
-            f"(SELECT MAX(id) AS id FROM {self.audit_table} GROUP BY change_id) newest ON a.id = newest.id"
-        )
         with translate_errors("reading the current states"):
-            rows = await self.target._fetch(sql)
-        wanted = None if change_ids is None else set(change_ids)
-        at = 1 + AUDIT_COLUMNS.index("change_id")
-        return {row[at]: self._decode(row) for row in rows if wanted is None or row[at] in wanted}
+            rows = await self.target._fetch(self._table.newest_sql)
+        return self._table.newest(rows, change_ids)
 
-    def _decode(self, row: tuple[Any, ...]) -> AuditEntry:
-        """`row` is the row id, then `AUDIT_COLUMNS`."""
-        where = f"SQLite table {self.audit_table!r} in {self.target.path!r}, row id {row[0]}"
-        fix = entry_fix(f"`DELETE FROM {self.audit_table} WHERE id = {row[0]}`")
-        return row_entry(row[1:], where=where, fix=fix)
+    async def _page(self, after: int, limit: int) -> list[tuple[Any, ...]]:
+        with translate_errors("reading the history"):
+            return await self.target._fetch(self._table.page_sql("?", "?"), (after, limit))
 
-    async def history(self) -> AsyncIterator[AuditEntry]:
-        """Oldest first, a page at a time: memory stays bounded and no cursor stays open between pages."""
-        sql = f"SELECT id, {', '.join(AUDIT_COLUMNS)} FROM {self.audit_table} WHERE id > ? ORDER BY id LIMIT ?"
-        last = 0
-        while True:
-            with translate_errors("reading the history"):
-                rows = await self.target._fetch(sql, (last, _HISTORY_PAGE))
-            for row in rows:
-                entry = skip_corrupt(partial(self._decode, row))
-                if entry is not None:
-                    yield entry
-            if len(rows) < _HISTORY_PAGE:
-                return
-            last = rows[-1][0]
+    def history(self) -> AsyncIterator[AuditEntry]:
+        return self._table.history(self._page)

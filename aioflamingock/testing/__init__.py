@@ -9,7 +9,7 @@
   `Instance` of the application and writes and counts effects.
 """
 
-from ._protocol import BackendProtocol, Instance, ProtocolKit
+from ._protocol import BackendProtocol, Instance, ProtocolKit, simulated_aborts
 from ._suite import AuditStoreConformance, ManualClock, assert_no_overlap, make_entry
 
 __all__ = [
@@ -20,4 +20,5 @@ __all__ = [
     "ProtocolKit",
     "assert_no_overlap",
     "make_entry",
+    "simulated_aborts",
 ]

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from abc import ABC, abstractmethod
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -43,7 +44,7 @@ from .. import (
 from ..backend import utc_now
 from ._processes import ProcessScenarios
 
-__all__ = ["BackendProtocol", "Instance", "ProtocolKit"]
+__all__ = ["BackendProtocol", "Instance", "ProtocolKit", "simulated_aborts"]
 
 SERVICE = "default"
 FAST_LOCK = LockOptions(lease_seconds=10, acquire_timeout_seconds=30, retry_interval_seconds=0.05)
@@ -129,6 +130,29 @@ class ProtocolKit(ABC):
 
     async def aclose(self) -> None:
         await self.exit_stack.aclose()
+
+
+@asynccontextmanager
+async def simulated_aborts(target: TransactionalTargetSystem, times: int) -> AsyncIterator[None]:
+    """While entered, the next `times` transactions of `target` are aborted once their body has run, as a database
+    aborts one after a write conflict or a deadlock: nothing of them is committed, and `TransactionAbortedError` is
+    raised. For a kit's `abort_commits` where the backing cannot be made to abort a transaction on demand."""
+    aborts = [times]
+    real = target.transaction
+
+    @asynccontextmanager
+    async def aborting() -> AsyncIterator[Any]:
+        async with real() as tx:
+            yield tx
+            if aborts[0]:
+                aborts[0] -= 1
+                raise TransactionAbortedError("deadlock or write conflict (simulated)")
+
+    target.transaction = aborting  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del target.transaction
 
 
 def _change(

@@ -26,11 +26,10 @@ from aioflamingock import (
     ConfigurationError,
     Flamingock,
     StoreError,
-    TransactionAbortedError,
     TransactionOutcomeUnknownError,
 )
 from aioflamingock.sql import AlembicUpgrade, SQLAuditStore, SQLContext, SQLTargetSystem
-from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ProtocolKit
+from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ProtocolKit, simulated_aborts
 from tests.servers import Proxy, Server, free_port
 
 from ._owning import OwningStore
@@ -176,25 +175,8 @@ class SQLKit(ProtocolKit):
             "TransactionOutcomeUnknownError (tested on its own) and the next run reads the truth"
         )
 
-    @asynccontextmanager
-    async def abort_commits(self, target: Any, times: int) -> AsyncIterator[None]:
-        """The server aborts the transaction once its body ran, as after a deadlock or a serialization failure."""
-        aborts = [times]
-        real = target.transaction
-
-        @asynccontextmanager
-        async def aborting() -> AsyncIterator[Any]:
-            async with real() as tx:
-                yield tx
-                if aborts[0]:
-                    aborts[0] -= 1
-                    raise TransactionAbortedError("deadlock detected (simulated by the database)")
-
-        target.transaction = aborting
-        try:
-            yield
-        finally:
-            del target.transaction
+    def abort_commits(self, target: Any, times: int) -> Any:
+        return simulated_aborts(target, times)  # the database cannot be made to abort one on demand
 
 
 class TestSQLProtocol(BackendProtocol):

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aioflamingock import TransactionAbortedError
 from aioflamingock.sqlite import SQLiteAuditStore, SQLiteContext, SQLiteTargetSystem
-from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ManualClock, ProtocolKit
+from aioflamingock.testing import (
+    AuditStoreConformance,
+    BackendProtocol,
+    Instance,
+    ManualClock,
+    ProtocolKit,
+    simulated_aborts,
+)
 
 
 def open_store(path: str) -> SQLiteAuditStore:
@@ -76,25 +81,8 @@ class SQLiteKit(ProtocolKit):
     def lose_commit_answers(self, target: Any, times: int) -> Any:
         raise NotImplementedError("a commit to a local SQLite file has no answer to lose")
 
-    @asynccontextmanager
-    async def abort_commits(self, target: Any, times: int) -> AsyncIterator[None]:
-        """The database aborts the transaction once its body ran, as MongoDB reports a write conflict."""
-        aborts = [times]
-        real = target.transaction
-
-        @asynccontextmanager
-        async def aborting() -> AsyncIterator[Any]:
-            async with real() as tx:
-                yield tx
-                if aborts[0]:
-                    aborts[0] -= 1
-                    raise TransactionAbortedError("WriteConflict (simulated by the database)")
-
-        target.transaction = aborting
-        try:
-            yield
-        finally:
-            del target.transaction
+    def abort_commits(self, target: Any, times: int) -> Any:
+        return simulated_aborts(target, times)  # the database cannot be made to abort one on demand
 
 
 class TestSQLiteProtocol(BackendProtocol):

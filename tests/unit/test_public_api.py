@@ -140,6 +140,7 @@ def test_every_error_derives_from_the_root() -> None:
                 "ProtocolKit",
                 "assert_no_overlap",
                 "make_entry",
+                "simulated_aborts",
             },
         ),
         ("aioflamingock.sql", {"AlembicUpgrade", "SQLAuditStore", "SQLContext", "SQLTargetSystem", "SQLTransaction"}),
