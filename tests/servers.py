@@ -661,7 +661,8 @@ def _local_postgresql() -> Server | None:
         psql = ["runuser", "-u", "postgres", "--", "psql", "-p", port, "-v", "ON_ERROR_STOP=1", "-qAtc"]
         if _output([*psql, f"SELECT 1 FROM pg_roles WHERE rolname = '{SQL_USER}'"]).strip() != "1":
             _output([*psql, f"CREATE ROLE {SQL_USER} LOGIN PASSWORD '{SQL_PASSWORD}'"])
-        _output([*psql, f"ALTER ROLE {SQL_USER} CREATEDB"])  # the FastAPI example's test makes a database of its own
+        # the FastAPI example's test makes a database of its own; doctor's test, a role without privileges
+        _output([*psql, f"ALTER ROLE {SQL_USER} CREATEDB CREATEROLE"])
         if _output([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{SQL_DATABASE}'"]).strip() != "1":
             _output([*psql, f"CREATE DATABASE {SQL_DATABASE} OWNER {SQL_USER}"])
     return Server(f"postgresql://{SQL_USER}:{SQL_PASSWORD}@127.0.0.1:{port}/{SQL_DATABASE}", lambda: None)

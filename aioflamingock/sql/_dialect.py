@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..backend import ConfigurationError
 
-__all__ = ["DIALECTS", "Dialect", "dialect_of", "qualified"]
+__all__ = ["DIALECTS", "MYSQL", "POSTGRESQL", "Dialect", "dialect_of", "qualified"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 

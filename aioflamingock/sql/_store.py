@@ -17,7 +17,7 @@ from ..backend import (
     check_distinct,
     entry_row,
 )
-from ._dialect import qualified
+from ._dialect import POSTGRESQL, qualified
 from ._errors import translate_errors
 from ._lock import SQLLock
 from ._target import SQLTargetSystem, SQLTransaction
@@ -158,9 +158,7 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
     async def _diagnose(self) -> list[DoctorCheck]:
         schema = self._schema()
         missing = await self._missing(schema)
-        if not missing:
-            return [DoctorCheck(self.subject(), "tables", True, f"{', '.join(schema)} present")]
-        return [
+        checks = [
             DoctorCheck(
                 self.subject(),
                 "tables",
@@ -169,7 +167,47 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
                 f"any run creates it (with the privilege to create tables), or run `{schema[name]}`",
             )
             for name in missing
+        ] or [DoctorCheck(self.subject(), "tables", True, f"{', '.join(schema)} present")]
+        if self.target.dialect is POSTGRESQL:
+            checks.append(await self._postgresql_privileges(missing))
+        return checks
+
+    async def _postgresql_privileges(self, missing: list[str]) -> DoctorCheck:
+        """What the role may do: create the missing tables in their schema; read and write the audit and the lock.
+        (MySQL's grants are not read: a missing privilege there is named by the first run's error.)"""
+        wanted = [
+            ("audit", self.audit_table, "SELECT, INSERT"),
+            ("lock", self.lock_table, "SELECT, INSERT, UPDATE, DELETE"),
         ]
+        queries = {  # one privilege per call: given several, has_table_privilege answers whether any is held
+            role: " AND ".join(f"has_table_privilege(:{role}, '{p}')" for p in privileges.split(", "))
+            for role, name, privileges in wanted
+            if name not in missing
+        }
+        schema = self.audit_table.rpartition(".")[0] or None
+        if missing:
+            queries["create"] = "has_schema_privilege(COALESCE(:schema, current_schema()), 'CREATE')"
+        sql = f"SELECT current_user, {', '.join(queries.values())}"
+        params = {"audit": self.audit_table, "lock": self.lock_table, "schema": schema}
+        [row] = await self._rows(sql, {k: v for k, v in params.items() if f":{k}" in sql}, "reading the privileges")
+        user, *granted = row
+        lacking = [what for what, ok in zip(queries, granted, strict=True) if not ok]
+        if not lacking:
+            may = f"{user!r} may {'create, ' if missing else ''}read and write them"
+            return DoctorCheck(self.subject(), "privileges", True, may)
+        words = {
+            "audit": f"read and insert into {self.audit_table}",
+            "lock": f"read and write {self.lock_table}",
+            "create": f"create tables in schema {schema or 'current_schema()'}",
+        }
+        return DoctorCheck(
+            self.subject(),
+            "privileges",
+            False,
+            f"{user!r} may not {'; nor '.join(words[what] for what in lacking)}",
+            "grant them (GRANT SELECT, INSERT ON the audit table; SELECT, INSERT, UPDATE, DELETE ON the lock table; "
+            "CREATE ON the schema), or have an administrator create the tables",
+        )
 
     # -- the audit --------------------------------------------------------------------------------------------------
 

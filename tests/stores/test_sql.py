@@ -564,3 +564,56 @@ async def test_a_password_in_a_failing_changes_message_reaches_no_audit_entry_an
     assert "could not reach postgresql" in failed.error_trace and secret not in failed.error_trace
     assert secret not in str(caught.value)
     assert caplog.records and all(secret not in record.getMessage() for record in caplog.records)
+
+
+async def test_doctor_names_the_privileges_a_postgresql_role_lacks(
+    postgresql_server: Server, sql_prefix_pg: str
+) -> None:
+    """A role that may connect and nothing more: doctor says it may not create the tables; once they exist (made by
+    another role) and it may only read the audit, doctor says what it still needs."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ProgrammingError
+
+    role, password = f"ro_{uuid.uuid4().hex[:8]}", "ro-secret-pw"
+    owner = engine(postgresql_server.uri)
+    async with owner.connect() as connection:
+        try:
+            await connection.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+            await connection.commit()
+        except ProgrammingError:
+            pytest.skip("the test's PostgreSQL role may not create roles (CREATEROLE)")
+    limited = create_async_engine_for(make_url(engine_url(postgresql_server.uri)).set(username=role, password=password))
+    prefix = sql_prefix_pg
+    try:
+        target = SQLTargetSystem("db", engine=limited, marker_table=f"{prefix}marker")
+        store = SQLAuditStore.from_target(target, **tables(prefix))
+        before = {c.check: c for c in await store.doctor()}
+        assert not before["privileges"].ok and "may not create tables in schema" in before["privileges"].detail
+
+        owners = SQLTargetSystem("db", engine=owner, marker_table=f"{prefix}marker")
+        async with SQLAuditStore.from_target(owners, **tables(prefix)):  # the tables, made by their owner
+            pass
+        async with owner.connect() as connection:
+            await connection.execute(text(f"GRANT SELECT ON {prefix}audit TO {role}"))
+            await connection.commit()
+        after = {c.check: c for c in await store.doctor()}
+        assert after["tables"].ok
+        assert not after["privileges"].ok
+        lacking = f"may not read and insert into {prefix}audit; nor read and write {prefix}lock"
+        assert lacking in after["privileges"].detail
+        assert password not in str(after)
+    finally:
+        await limited.dispose()
+        async with owner.connect() as connection:
+            if await connection.run_sync(lambda sync: inspect(sync).has_table(f"{prefix}audit")):
+                await connection.execute(text(f"REVOKE ALL ON {prefix}audit FROM {role}"))
+            await connection.execute(text(f"DROP ROLE {role}"))
+            await connection.commit()
+        await owner.dispose()
+
+
+def create_async_engine_for(url: Any) -> Any:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    return create_async_engine(url)
