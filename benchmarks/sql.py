@@ -1,4 +1,4 @@
-"""Benchmarks of aioflamingock on PostgreSQL, side by side with alembic. Run by hand, never in CI:
+"""Benchmarks of aioflamingock on PostgreSQL, side by side with alembic and yoyo. Run by hand, never in CI:
 
     python benchmarks/sql.py [--repeat N]
 
@@ -10,7 +10,8 @@ and dropped: the role needs CREATEDB). Every figure comes from one server in one
     bare asyncpg, one transaction per change (INSERT; SELECT the lock row FOR UPDATE; INSERT the audit row; COMMIT).
 (b) A run with nothing pending at 200 and 1,000 applied changes, with a fresh engine each time.
 (c) alembic: `upgrade` of 200 trivial revisions (one INSERT each, one transaction per revision), then an `upgrade`
-    with nothing to do; the same asyncpg driver, through SQLAlchemy.
+    with nothing to do, through psycopg; and yoyo (`pip install yoyo-migrations`): `apply` of the same 200
+    migrations, then an `apply` with nothing to do, through psycopg (`postgresql+psycopg://`).
 
 Prints a table and writes the figures to benchmarks/results/sql-<time>.json.
 """
@@ -41,7 +42,7 @@ COUNT = 200
 BENCH_DATABASE = "flamingock_bench"
 FENCE = "SELECT 1 FROM lock WHERE k = 'default' AND owner = 'me' AND token = 1 FOR UPDATE"
 AUDIT = "INSERT INTO audit (change_id, state, at) VALUES ($1, 'APPLIED', now()::text)"
-NOOP_AT = (200, 1_000)
+NOOP_AT = (200, 1_000, 10_000)
 
 
 async def _insert(self: Change, ctx: SQLContext) -> None:
@@ -152,6 +153,27 @@ def alembic_upgrade(ini: Path, url: str) -> float:
     return time.perf_counter() - started
 
 
+def yoyo_migrations(directory: Path, count: int) -> Path:
+    directory.mkdir(parents=True)
+    for i in range(count):
+        depends = f"__depends__ = {{'m{i - 1:04d}'}}\n" if i else ""
+        (directory / f"m{i:04d}.py").write_text(
+            f"from yoyo import step\n{depends}steps = [step('INSERT INTO bench (n) VALUES (1)')]\n"
+        )
+    return directory
+
+
+def yoyo_apply(directory: Path, url: str) -> float:
+    """What `yoyo apply` does, timed from the connection: read the applied migrations, apply the rest."""
+    from yoyo import get_backend, read_migrations
+
+    started = time.perf_counter()
+    backend = get_backend(url)
+    with backend.lock():
+        backend.apply_migrations(backend.to_apply(read_migrations(str(directory))))
+    return time.perf_counter() - started
+
+
 async def main(repeat: int) -> None:
     server = start_postgresql()
     if server is None:
@@ -186,6 +208,15 @@ async def main(repeat: int) -> None:
             alembic_noop.append(alembic_upgrade(ini, sync_url))
     figures["apply_alembic_s"] = statistics.median(alembic_apply)
     figures["noop_alembic_200_s"] = statistics.median(alembic_noop)
+    yoyo_apply_s, yoyo_noop = [], []
+    for _ in range(repeat):
+        setup(sync_url)
+        with tempfile.TemporaryDirectory() as directory:
+            migrations = yoyo_migrations(Path(directory) / "migrations", COUNT)
+            yoyo_apply_s.append(yoyo_apply(migrations, sync_url))
+            yoyo_noop.append(yoyo_apply(migrations, sync_url))
+    figures["apply_yoyo_s"] = statistics.median(yoyo_apply_s)
+    figures["noop_yoyo_200_s"] = statistics.median(yoyo_noop)
     drop(sync_url)
 
     per = 1000 / COUNT
@@ -194,10 +225,12 @@ async def main(repeat: int) -> None:
         print(f"  {name:<15} {figures[key]:.3f} s  {figures[key] * per:.2f} ms/change")
     print(f"  ratio          {figures['apply_aioflamingock_s'] / figures['apply_floor_s']:.2f}x")
     print(f"  alembic        {figures['apply_alembic_s']:.3f} s  (psycopg, no lock, no audit)")
+    print(f"  yoyo           {figures['apply_yoyo_s']:.3f} s  (psycopg, an advisory lock, its log)")
     print("\na run with nothing pending:")
     for count in NOOP_AT:
         print(f"  aioflamingock, {count} applied  {figures[f'noop_aioflamingock_{count}_s']:.3f} s")
     print(f"  alembic, 200 applied        {figures['noop_alembic_200_s']:.3f} s")
+    print(f"  yoyo, 200 applied           {figures['noop_yoyo_200_s']:.3f} s")
     write_results(figures, "sql")
 
 
