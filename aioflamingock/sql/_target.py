@@ -124,7 +124,8 @@ class SQLTargetSystem(TransactionalTargetSystem):
     A transactional change runs in one transaction on a connection of the engine's pool; the engine's lock and
     audit use other connections of the same pool (at most two more at once). The marker table of the
     separate-transaction path (`marker_table`, in `schema` if given) is created the first time a transaction begins
-    on this target, outside it: MySQL would commit the transaction with the DDL.
+    on this target, outside it: MySQL would commit the transaction with the DDL. A role that may not create it still
+    runs the other paths; a marker-path change then fails, naming the statement that creates it.
     """
 
     def __init__(
@@ -150,6 +151,7 @@ class SQLTargetSystem(TransactionalTargetSystem):
         self.marker_table = qualified("marker_table", marker_table, schema)
         self._open_now = False
         self._marker_ready = False
+        self._marker_problem: StoreError | None = None
 
     def describe(self) -> str:
         url = self._engine.url
@@ -171,7 +173,7 @@ class SQLTargetSystem(TransactionalTargetSystem):
         self._open_now = True
 
     async def _close(self) -> None:
-        self._open_now, self._marker_ready = False, False
+        self._open_now, self._marker_ready, self._marker_problem = False, False, None
 
     @asynccontextmanager
     async def connect(self, what: str) -> AsyncIterator[AsyncConnection]:
@@ -234,22 +236,28 @@ class SQLTargetSystem(TransactionalTargetSystem):
                 ) from exc
             raise ERRORS.translate(exc, "committing a transaction") from exc
 
-    async def _ensure_marker_table(self) -> None:
-        if self._marker_ready:
-            return
-        from sqlalchemy import text
-
-        statement = (
+    def _marker_ddl(self) -> str:
+        return (
             f"CREATE TABLE IF NOT EXISTS {self.marker_table} (change_id VARCHAR(255) NOT NULL PRIMARY KEY, "
             f"execution_id VARCHAR(255) NOT NULL, created_at VARCHAR(40) NOT NULL){self.dialect.table_options}"
         )
+
+    async def _ensure_marker_table(self) -> None:
+        """Create the marker table if it is missing. A role that may not create it is no reason to refuse a
+        shared-path change, which needs none: the failure is kept, and said by `write_marker` if a change takes the
+        marker path."""
+        if self._marker_ready or self._marker_problem is not None:
+            return
+        from sqlalchemy import text
+
         try:
             async with self.connect("creating the marker table") as connection:
-                await connection.execute(text(statement))
-        except StoreError:
+                await connection.execute(text(self._marker_ddl()))
+        except StoreError as exc:
             # instances starting together race to create it: PostgreSQL may refuse the loser's IF NOT EXISTS
             if not await self._has_table(self.marker_table):
-                raise
+                self._marker_problem = exc
+                return
         self._marker_ready = True
 
     async def _has_table(self, qualified_name: str) -> bool:
@@ -263,6 +271,13 @@ class SQLTargetSystem(TransactionalTargetSystem):
         from sqlalchemy import text
 
         assert isinstance(tx, SQLTransaction)
+        if self._marker_problem is not None:
+            raise ConfigurationError(
+                [
+                    f"{self.describe()}: the marker table {self.marker_table} is missing and could not be created "
+                    f"({self._marker_problem}): run `{self._marker_ddl()}`, or let the role create tables"
+                ]
+            ) from self._marker_problem
         connection = tx.context.connection
         with translate_errors("writing the marker"):
             await connection.execute(

@@ -617,3 +617,64 @@ def create_async_engine_for(url: Any) -> Any:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     return create_async_engine(url)
+
+
+async def test_a_role_that_may_not_create_the_marker_table_still_runs_shared_changes(
+    postgresql_server: Server, sql_prefix_pg: str
+) -> None:
+    """The tables were made by an administrator; the service's role may only use them. A shared-path change needs no
+    marker and is applied; a marker-path change fails, saying which statement creates the marker table."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ProgrammingError
+
+    role, password, prefix = f"rw_{uuid.uuid4().hex[:8]}", "rw-secret-pw", sql_prefix_pg
+    owner = engine(postgresql_server.uri)
+    async with owner.connect() as connection:
+        try:
+            await connection.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+        except ProgrammingError:
+            pytest.skip("the test's PostgreSQL role may not create roles (CREATEROLE)")
+        await connection.execute(text(f"CREATE TABLE {prefix}items (k VARCHAR(40) PRIMARY KEY)"))
+        await connection.commit()
+    owners = SQLTargetSystem("db", engine=owner, marker_table=f"{prefix}marker")
+    async with SQLAuditStore.from_target(owners, **tables(prefix)):  # the administrator's tables
+        pass
+    async with owner.connect() as connection:
+        grants = {f"{prefix}audit": "SELECT, INSERT", f"{prefix}lock": "ALL", f"{prefix}items": "ALL"}
+        for table, privileges in grants.items():
+            await connection.execute(text(f"GRANT {privileges} ON {table} TO {role}"))
+        await connection.commit()
+
+    def inserting(change_id: str, target: str) -> type[Change]:
+        async def execute(self: Change, ctx: SQLContext) -> None:
+            await ctx.connection.execute(text(f"INSERT INTO {prefix}items (k) VALUES (:k)"), {"k": change_id})
+
+        attributes = {"id": change_id, "order": change_id[-4:], "author": "tests", "target_system": target}
+        return type(change_id.replace("-", "_"), (Change,), {**attributes, "execute": execute})
+
+    limited = create_async_engine_for(make_url(engine_url(postgresql_server.uri)).set(username=role, password=password))
+    try:
+        app = SQLTargetSystem("app", engine=limited, marker_table=f"{prefix}marker")
+        other = SQLTargetSystem("other", engine=limited, marker_table=f"{prefix}marker")
+        store = SQLAuditStore.from_target(app, **tables(prefix), create_tables=False)
+        changes = [inserting("shared-0001", "app"), inserting("marker-0002", "other")]
+        fl = Flamingock(audit_store=store, target_systems=[app, other], changes=changes)
+        with pytest.raises(ChangeFailedError) as caught:
+            await fl.run()
+        assert isinstance(caught.value.__cause__, ConfigurationError)
+        assert f"CREATE TABLE IF NOT EXISTS {prefix}marker" in str(caught.value.__cause__)
+        assert [(e.change_id, e.state) async for e in fl.history()] == [
+            ("shared-0001", AuditState.APPLIED),
+            ("marker-0002", AuditState.STARTED),
+            ("marker-0002", AuditState.FAILED),
+        ]
+        assert _query(postgresql_server, f"SELECT k FROM {prefix}items") == [("shared-0001",)]
+    finally:
+        await limited.dispose()
+        async with owner.connect() as connection:
+            for table in (f"{prefix}audit", f"{prefix}lock", f"{prefix}items"):
+                await connection.execute(text(f"REVOKE ALL ON {table} FROM {role}"))
+            await connection.execute(text(f"DROP ROLE {role}"))
+            await connection.commit()
+        await owner.dispose()
