@@ -545,6 +545,21 @@ class Proxy:
             self._cut(end)
 
 
+class ProxiedBacking:
+    """For a protocol kit whose processes reach their server through `proxy`: the outage scenarios stop and start
+    the proxy, and the server keeps its data."""
+
+    proxy: Proxy | None = None
+
+    async def stop_backing(self) -> None:
+        assert self.proxy is not None, "the outage_kit fixture sets the kit's proxy"
+        self.proxy.stop()
+
+    async def start_backing(self) -> None:
+        assert self.proxy is not None, "the outage_kit fixture sets the kit's proxy"
+        self.proxy.start()
+
+
 class RestartableSecantus:
     """A SecantusDB on disk in `directory`, stopped and started again on the same port with the same data."""
 

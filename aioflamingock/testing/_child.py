@@ -57,7 +57,7 @@ from .. import (
 if TYPE_CHECKING:
     from ._protocol import Instance, ProtocolKit
 
-__all__ = ["ERROR_PREFIX", "EXIT_CODES", "ChildSpec", "changes_of", "report_run"]
+__all__ = ["ERROR_PREFIX", "EXIT_CODES", "ChildSpec", "Probe", "changes_of", "report_run"]
 
 EXIT_CODES: dict[type[BaseException], int] = {
     LockLostError: 3,
@@ -94,12 +94,13 @@ class ChildSpec:
         return [sys.executable, "-c", run, json.dumps(asdict(self))]
 
 
-class _Probe:
-    """How a change tells the parent that it ran, and where it parks."""
+class Probe:
+    """How a change tells the parent that it ran (a line in `effects`), and where it parks (`signals`)."""
 
-    def __init__(self, spec: ChildSpec) -> None:
-        self.spec = spec
+    def __init__(self, effects: str | Path, signals: str | Path) -> None:
+        self.effects, self.signals = Path(effects), Path(signals)
         self.execution_id = "?"
+        """This process's run, set by the RUN_STARTED listener before any change runs."""
         self.running = ""
         """The change whose `execute` started last."""
 
@@ -110,18 +111,17 @@ class _Probe:
     def record(self, change_id: str) -> None:
         self.running = change_id
         line = f"{change_id} {self.execution_id} {os.getpid()}\n".encode()
-        fd = os.open(self.spec.effects, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.effects, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)  # one write with O_APPEND: lines of concurrent processes never interleave
         finally:
             os.close(fd)
 
     async def park(self, change_id: str) -> None:
-        signals = Path(self.spec.signals)
-        partial = signals / f"{change_id}.partial"
+        partial = self.signals / f"{change_id}.partial"
         partial.write_text(f"{self.execution_id} {os.getpid()}")
-        partial.rename(signals / f"{change_id}.ready")  # atomic: the parent never reads half a file
-        go = signals / f"{change_id}.go"
+        partial.rename(self.signals / f"{change_id}.ready")  # atomic: the parent never reads half a file
+        go = self.signals / f"{change_id}.go"
         deadline = time.monotonic() + PARK_LIMIT_SECONDS
         while not go.exists():
             if time.monotonic() > deadline:
@@ -141,8 +141,9 @@ def changes_of(kit: ProtocolKit, instance: Instance, copies: int = 1) -> list[tu
     return declared
 
 
-def _change(kit: ProtocolKit, probe: _Probe, change_id: str, order: str, target: str, tx: bool) -> type[Change]:
-    spec = probe.spec
+def _change(
+    kit: ProtocolKit, probe: Probe, spec: ChildSpec, change_id: str, order: str, target: str, tx: bool
+) -> type[Change]:
 
     async def execute(self: Change, ctx: Any) -> None:
         probe.record(change_id)
@@ -170,7 +171,7 @@ def _change(kit: ProtocolKit, probe: _Probe, change_id: str, order: str, target:
     return cast("type[Change]", type(attributes["__qualname__"], (Change,), attributes))
 
 
-def _park_after_commit(target: TargetSystem, probe: _Probe, change_id: str) -> None:
+def _park_after_commit(target: TargetSystem, probe: Probe, change_id: str) -> None:
     """Park once the transaction of `change_id` on `target` has committed (its marker with it)."""
     real = target.transaction  # type: ignore[attr-defined]
 
@@ -187,14 +188,14 @@ def _park_after_commit(target: TargetSystem, probe: _Probe, change_id: str) -> N
 async def _run(spec: ChildSpec) -> RunReport:
     module, _, attr = spec.kit.partition(":")
     kit: ProtocolKit = getattr(importlib.import_module(module), attr)(*spec.kit_args)
-    probe = _Probe(spec)
+    probe = Probe(spec.effects, spec.signals)
     try:
         instance = await kit.instance()
         if spec.park_after_commit is not None:
             assert instance.other is not None, "park_after_commit needs the kit's marker-path target"
             _park_after_commit(instance.other, probe, spec.park_after_commit)
         changes = [
-            _change(kit, probe, change_id, f"{n:04d}", target, tx)
+            _change(kit, probe, spec, change_id, f"{n:04d}", target, tx)
             for n, (change_id, target, tx) in enumerate(changes_of(kit, instance, spec.copies), start=1)
         ]
         lock = LockOptions(lease_seconds=spec.lease_seconds, acquire_timeout_seconds=30, retry_interval_seconds=0.2)

@@ -71,6 +71,11 @@ class Child:
     def output(self) -> str:
         return f"stdout: {self._out.read_text()!r}\nstderr: {self._err.read_text()!r}"
 
+    def kill(self) -> None:
+        """SIGKILL: no cleanup of any kind runs in the process."""
+        self.popen.kill()
+        self.popen.wait(EXIT_TIMEOUT)
+
     def pause(self) -> None:
         """SIGSTOP, and wait until the process is really stopped (the signal is delivered asynchronously)."""
         os.kill(self.popen.pid, signal.SIGSTOP)
@@ -139,16 +144,14 @@ class Children:
         (self.signals / f"{change_id}.go").touch()
 
     async def kill(self, child: Child) -> None:
-        """SIGKILL: no cleanup of any kind runs in the child; then the kit's `after_kill`."""
-        child.popen.kill()
-        child.popen.wait(EXIT_TIMEOUT)
+        """SIGKILL `child`, then the kit's `after_kill`."""
+        child.kill()
         await self.kit.after_kill()
 
     def cleanup(self) -> None:
         for child in self.children:
             if child.running():
-                child.popen.kill()
-                child.popen.wait(EXIT_TIMEOUT)
+                child.kill()
 
     async def close(self) -> None:
         self.cleanup()

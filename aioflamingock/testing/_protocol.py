@@ -42,6 +42,7 @@ from .. import (
     TxStrategy,
 )
 from ..backend import utc_now
+from ._child import changes_of
 from ._processes import ProcessScenarios
 
 __all__ = ["BackendProtocol", "Instance", "ProtocolKit", "simulated_aborts"]
@@ -198,13 +199,11 @@ def _change(
 
 
 def _one_per_path(kit: ProtocolKit, instance: Instance) -> list[type[Change]]:
-    """A change on each path the backend has: non-transactional, shared transaction, marker."""
-    changes = [_change(kit, "nontx-1", "0001", transactional=False)]
-    if kit.transactions_skip is None:
-        changes.append(_change(kit, "shared-1", "0002"))
-    if instance.other is not None:
-        changes.append(_change(kit, "marker-1", "0003", target="other"))
-    return changes
+    """A change on each path the backend has (the same as a process of the real-process scenarios declares)."""
+    return [
+        _change(kit, change_id, f"{n:04d}", target=target, transactional=transactional)
+        for n, (change_id, target, transactional) in enumerate(changes_of(kit, instance), start=1)
+    ]
 
 
 def _flamingock(instance: Instance, *changes: type[Change], lock: LockOptions = FAST_LOCK) -> Flamingock:

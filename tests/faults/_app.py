@@ -49,63 +49,37 @@ from aioflamingock import (
     RunReport,
 )
 from aioflamingock.sqlite import SQLiteAuditStore, SQLiteContext, SQLiteTargetSystem
-from aioflamingock.testing._child import report_run
+from aioflamingock.testing._child import Probe, report_run
 
 EVENTS = "events"
 ROWS_PER_CHANGE = 3
-PARK_LIMIT_SECONDS = 60.0
-"""A parked change gives up after this long, so a process the tests forgot can never live on."""
 
 WriteRows = Callable[[Any, str, str], Awaitable[None]]
 """`write_rows(ctx, change_id, execution_id)`: the app's 3 rows, inside the change's transaction."""
 
 
-class Probe:
-    """How a change tells the tests that it ran, and where it parks for them."""
+class AppProbe(Probe):
+    """The kit's probe, plus `DIR/<pid>.started` when the run starts, `--delay` and `--hang`."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.effects: Path = args.effects
-        self.signals: Path = args.signals
+        super().__init__(args.effects, args.signals)
         self.hang: str | None = args.hang
         self.delay: float = args.delay
-        self.execution_id = "?"
-        """This process's run, set by the RUN_STARTED listener before any change runs."""
 
     async def listener(self, event: Event) -> None:
+        await super().listener(event)
         if event.kind is EventKind.RUN_STARTED:
-            self.execution_id = event.execution_id
             (self.signals / f"{os.getpid()}.started").touch()  # the run is about to read the audit
-
-    def record_effect(self, change_id: str) -> None:
-        line = f"{change_id} {self.execution_id} {os.getpid()}\n".encode()
-        fd = os.open(self.effects, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)  # one write with O_APPEND: lines of concurrent processes never interleave
-        finally:
-            os.close(fd)
-
-    def _signal_ready(self, change_id: str) -> None:
-        ready = self.signals / f"{change_id}.ready"
-        partial = ready.with_suffix(".partial")
-        partial.write_text(f"{self.execution_id} {os.getpid()}")
-        partial.rename(ready)  # atomic: the test never reads half a file
 
     async def after_work(self, change_id: str) -> None:
         if self.delay:
             await asyncio.sleep(self.delay)
-        if self.hang != change_id:
-            return
-        self._signal_ready(change_id)
-        go = self.signals / f"{change_id}.go"
-        deadline = time.monotonic() + PARK_LIMIT_SECONDS
-        while not go.exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{change_id}: nobody created {go.name}")
-            await asyncio.sleep(0.005)
+        if self.hang == change_id:
+            await self.park(change_id)
 
 
 def changes(
-    probe: Probe,
+    probe: AppProbe,
     i: int,
     *,
     store_target: str,
@@ -124,7 +98,7 @@ def changes(
         target_system = store_target
 
         async def execute(self, ctx: Any) -> None:
-            probe.record_effect(self.id)
+            probe.record(self.id)
             await write_rows(ctx, self.id, probe.execution_id)
             if block:
                 time.sleep(block)  # noqa: ASYNC251 - on purpose: the event loop is stuck in the change's code
@@ -137,7 +111,7 @@ def changes(
         target_system = app_target
 
         async def execute(self, ctx: Any) -> None:
-            probe.record_effect(self.id)
+            probe.record(self.id)
             await write_rows(ctx, self.id, probe.execution_id)
             await probe.after_work(self.id)
 
@@ -151,7 +125,7 @@ def changes(
         idempotency = "a test double: running it twice only adds a second line, which the tests count"
 
         async def execute(self, ctx: NonTransactionalContext) -> None:
-            probe.record_effect(self.id)
+            probe.record(self.id)
             await probe.after_work(self.id)
 
     return [Shared, Marked, NonTransactional]
@@ -188,7 +162,7 @@ async def _write_rows(ctx: SQLiteContext, change_id: str, execution_id: str) -> 
 
 
 def build(args: argparse.Namespace) -> Flamingock:
-    probe = Probe(args)
+    probe = AppProbe(args)
     busy = {} if args.busy_timeout is None else {"busy_timeout_seconds": args.busy_timeout}
     audit_db = SQLiteTargetSystem(AUDIT_DB, path=args.audit, **busy)
     app_db = SQLiteTargetSystem(APP_DB, path=args.target, **busy)

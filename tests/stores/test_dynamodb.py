@@ -20,7 +20,7 @@ from aioflamingock.dynamodb._errors import translate
 from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ManualClock, ProtocolKit
 from aioflamingock.testing._child import EXIT_CODES
 from aioflamingock.testing._processes import Children
-from tests.servers import DYNAMODB_CREDENTIALS, Proxy, dynamodb_client_options, dynamodb_session
+from tests.servers import DYNAMODB_CREDENTIALS, ProxiedBacking, Proxy, dynamodb_client_options, dynamodb_session
 
 from ._dynamodb_wire import Wire, key
 from ._owning import OwningStore
@@ -96,7 +96,7 @@ def app(dynamodb_client: Any, dynamodb_prefix: str) -> DynamoDBTargetSystem:
     return DynamoDBTargetSystem("app", client=dynamodb_client, marker_table=f"{dynamodb_prefix}marker")
 
 
-class DynamoDBKit(ProtocolKit):
+class DynamoDBKit(ProxiedBacking, ProtocolKit):
     """`app` and its store on one client, `other` on a second client (the marker path); new clients per instance.
     Commits abort or lose their answer through botocore's events (`Wire`). moto ignores `ClientRequestToken`: a
     commit sent again after a lost answer is cancelled by the entry or marker the first one wrote, which proves that
@@ -109,26 +109,13 @@ class DynamoDBKit(ProtocolKit):
         """Where the processes of the real-process scenarios reach DynamoDB (a proxy the test can stop)."""
         self.effects = f"{prefix}effects"
         self.other_client: Any = None
-        self.session: Any = None
-        self.proxy: Proxy | None = None
 
     def process_kit(self) -> tuple[str, list[str]]:
         return "tests.stores.test_dynamodb:child_kit", [self.child_endpoint, self.prefix]
 
-    async def stop_backing(self) -> None:
-        assert self.proxy is not None
-        self.proxy.stop()
-
-    async def start_backing(self) -> None:
-        assert self.proxy is not None
-        self.proxy.start()
-
     async def _client(self) -> Any:
-
-        if self.session is None:  # one session: each new one would load botocore's service model again
-            self.session = dynamodb_session()
-        options = dynamodb_client_options(self.endpoint)
-        return await self.exit_stack.enter_async_context(self.session.client("dynamodb", **options))
+        client = dynamodb_session().client("dynamodb", **dynamodb_client_options(self.endpoint))
+        return await self.exit_stack.enter_async_context(client)
 
     async def instance(self) -> Instance:
         if self.other_client is None:  # the first instance: the table the changes write to, the other client

@@ -30,7 +30,7 @@ from aioflamingock import (
 )
 from aioflamingock.sql import AlembicUpgrade, SQLAuditStore, SQLContext, SQLTargetSystem
 from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ProtocolKit, simulated_aborts
-from tests.servers import Proxy, Server, free_port
+from tests.servers import ProxiedBacking, Proxy, Server, free_port
 
 from ._owning import OwningStore
 
@@ -50,6 +50,14 @@ def engine(url: str) -> Any:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     return create_async_engine(engine_url(url), pool_size=3, max_overflow=5)
+
+
+def engine_as(server: Server, user: str, password: str) -> Any:
+    """An engine on `server` that logs in as another role."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(engine_url(server.uri)).set(username=user, password=password)
+    return engine(url.render_as_string(hide_password=False))
 
 
 def tables(prefix: str) -> dict[str, str]:
@@ -102,7 +110,7 @@ class TestSQLAuditStore(AuditStoreConformance):
         return "tests.stores.test_sql:open_store", self._args
 
 
-class SQLKit(ProtocolKit):
+class SQLKit(ProxiedBacking, ProtocolKit):
     """`app` and its store on one engine, `other` on a second engine of the same database (the marker path); new
     engines per instance. Effects are rows of a table of the test's own."""
 
@@ -111,7 +119,6 @@ class SQLKit(ProtocolKit):
         self.url, self.prefix, self.child_url = url, prefix, child_url or url
         self.effects = f"{prefix}effects"
         self.mysql = url.startswith("mysql")
-        self.proxy: Proxy | None = None
         self._counter: Any = None
 
     def process_kit(self) -> tuple[str, list[str]]:
@@ -121,14 +128,6 @@ class SQLKit(ProtocolKit):
                 "what they prove is the server's locking, which no driver changes"
             )
         return "tests.stores.test_sql:SQLKit", [self.child_url, self.prefix]
-
-    async def stop_backing(self) -> None:
-        assert self.proxy is not None
-        self.proxy.stop()
-
-    async def start_backing(self) -> None:
-        assert self.proxy is not None
-        self.proxy.start()
 
     def _engine(self) -> Any:
         made = engine(self.url)
@@ -345,12 +344,19 @@ async def test_postgresql_ddl_commits_with_the_change_or_not_at_all(
         _drop_tables(postgresql_server, prefix2)
 
 
-def _drop_tables(server: Server, prefix: str) -> None:
-    from sqlalchemy import create_engine, text
+def _sync_engine(server: Server) -> Any:
+    """A synchronous engine on `server`, for what the tests read and clean up behind the library's back."""
+    from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
 
     url = make_url(server.uri)
-    cleaner = create_engine(url.set(drivername=SYNC_DRIVERS[url.get_backend_name()]))
+    return create_engine(url.set(drivername=SYNC_DRIVERS[url.get_backend_name()]))
+
+
+def _drop_tables(server: Server, prefix: str) -> None:
+    from sqlalchemy import text
+
+    cleaner = _sync_engine(server)
     try:
         with cleaner.begin() as connection:
             for name in inspect(connection).get_table_names():
@@ -519,11 +525,9 @@ async def test_an_alembic_revision_that_fails_rolls_back_with_the_change_on_post
 
 
 def _query(server: Server, sql: str) -> list[tuple[Any, ...]]:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from sqlalchemy import text
 
-    url = make_url(server.uri)
-    reader = create_engine(url.set(drivername=SYNC_DRIVERS[url.get_backend_name()]))
+    reader = _sync_engine(server)
     try:
         with reader.connect() as connection:
             return [tuple(row) for row in connection.execute(text(sql))]
@@ -572,7 +576,6 @@ async def test_doctor_names_the_privileges_a_postgresql_role_lacks(
     """A role that may connect and nothing more: doctor says it may not create the tables; once they exist (made by
     another role) and it may only read the audit, doctor says what it still needs."""
     from sqlalchemy import text
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ProgrammingError
 
     role, password = f"ro_{uuid.uuid4().hex[:8]}", "ro-secret-pw"
@@ -583,7 +586,7 @@ async def test_doctor_names_the_privileges_a_postgresql_role_lacks(
             await connection.commit()
         except ProgrammingError:
             pytest.skip("the test's PostgreSQL role may not create roles (CREATEROLE)")
-    limited = create_async_engine_for(make_url(engine_url(postgresql_server.uri)).set(username=role, password=password))
+    limited = engine_as(postgresql_server, role, password)
     prefix = sql_prefix_pg
     try:
         target = SQLTargetSystem("db", engine=limited, marker_table=f"{prefix}marker")
@@ -613,19 +616,12 @@ async def test_doctor_names_the_privileges_a_postgresql_role_lacks(
         await owner.dispose()
 
 
-def create_async_engine_for(url: Any) -> Any:
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    return create_async_engine(url)
-
-
 async def test_a_role_that_may_not_create_the_marker_table_still_runs_shared_changes(
     postgresql_server: Server, sql_prefix_pg: str
 ) -> None:
     """The tables were made by an administrator; the service's role may only use them. A shared-path change needs no
     marker and is applied; a marker-path change fails, saying which statement creates the marker table."""
     from sqlalchemy import text
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ProgrammingError
 
     role, password, prefix = f"rw_{uuid.uuid4().hex[:8]}", "rw-secret-pw", sql_prefix_pg
@@ -653,7 +649,7 @@ async def test_a_role_that_may_not_create_the_marker_table_still_runs_shared_cha
         attributes = {"id": change_id, "order": change_id[-4:], "author": "tests", "target_system": target}
         return type(change_id.replace("-", "_"), (Change,), {**attributes, "execute": execute})
 
-    limited = create_async_engine_for(make_url(engine_url(postgresql_server.uri)).set(username=role, password=password))
+    limited = engine_as(postgresql_server, role, password)
     try:
         app = SQLTargetSystem("app", engine=limited, marker_table=f"{prefix}marker")
         other = SQLTargetSystem("other", engine=limited, marker_table=f"{prefix}marker")
