@@ -291,8 +291,8 @@ class BackendProtocol(ProcessScenarios):
         """Renewals must not conflict with the transaction that carries the fenced entry."""
         instance = await kit.instance()
         self._shared(kit, instance)
-        change = _change(kit, "shared-1", "0001", pause=0.7)  # the lease is renewed about four times meanwhile
-        lock = LockOptions(lease_seconds=0.5, acquire_timeout_seconds=10, retry_interval_seconds=0.05)
+        change = _change(kit, "shared-1", "0001", pause=1.4)  # the lease is renewed about four times meanwhile
+        lock = LockOptions(lease_seconds=1.0, acquire_timeout_seconds=10, retry_interval_seconds=0.05)
         fl = _flamingock(instance, change, lock=lock)
         assert (await fl.run()).applied == ["shared-1"]
         assert change.executions == 1  # type: ignore[attr-defined]
