@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
 from functools import partial
 from typing import Any
+
+from pydantic_core import to_jsonable_python
 
 from ._errors import CorruptAuditError
 from ._interfaces import decode_entry, entry_fix, skip_corrupt
@@ -23,9 +27,25 @@ Flamingock's camelCase names), in this order. `metadata` holds JSON text."""
 
 
 def entry_row(entry: AuditEntry) -> tuple[Any, ...]:
-    """`entry` as the values of `AUDIT_COLUMNS`."""
-    data = entry.model_dump(mode="json")
-    return tuple(json.dumps(data[c]) if c == "metadata" else data[c] for c in AUDIT_COLUMNS)
+    """`entry` as the values of `AUDIT_COLUMNS`: what `entry.model_dump(mode="json")` holds, built field by field
+    (once per change, so without pydantic's serializer)."""
+    row: list[Any] = []
+    for column in AUDIT_COLUMNS:
+        value = getattr(entry, column)
+        if column == "created_at":
+            value = json_time(value)
+        elif column == "metadata":
+            value = json.dumps(to_jsonable_python(value)) if value else "{}"
+        elif isinstance(value, enum.Enum):
+            value = value.value
+        row.append(value)
+    return tuple(row)
+
+
+def json_time(moment: datetime) -> str:
+    """`moment` as pydantic writes a datetime in JSON (ISO 8601; `Z` for UTC)."""
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def row_entry(row: Sequence[Any], *, where: str, fix: str) -> AuditEntry:

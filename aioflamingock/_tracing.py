@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from ._redact import redact, redacted_traceback
@@ -19,7 +20,9 @@ __all__ = ["span"]
 _TRACER_NAME = "aioflamingock"
 
 
+@cache
 def _tracer() -> Any:
+    """The library's tracer, looked up once: OpenTelemetry's proxy tracer follows a provider set later."""
     try:
         from opentelemetry import trace
     except ImportError:

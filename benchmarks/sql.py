@@ -6,8 +6,12 @@ Uses the server at $AIOFLAMINGOCK_POSTGRESQL_URL (postgresql://USER:PASSWORD@HOS
 server the tests use (tests/servers.py starts it, as root), in a database of its own (`flamingock_bench`, created
 and dropped: the role needs CREATEDB). Every figure comes from one server in one run; medians.
 
-(a) Applying 200 trivial changes (one INSERT each) on the shared path, against its floor: the same statements with
-    bare asyncpg, one transaction per change (INSERT; SELECT the lock row FOR UPDATE; INSERT the audit row; COMMIT).
+(a) Applying 200 trivial changes (one INSERT each) on the shared path, against two floors that send the engine's
+    statements, one transaction per change (BEGIN; the change's INSERT; the audit row, inserted only while the lock
+    row is ours, which it locks FOR UPDATE; COMMIT), with the same values, into the same tables: with bare asyncpg on
+    one connection, and through SQLAlchemy's AsyncEngine (a connection of its pool per change, as the engine takes
+    one), the layer every user of `aioflamingock.sql` has. The engine's time is the changes' own, from the first
+    change's start to the last one's end, and the whole run's.
 (b) A run with nothing pending at 200 and 1,000 applied changes, with a fresh engine each time.
 (c) alembic: `upgrade` of 200 trivial revisions (one INSERT each, one transaction per revision), then an `upgrade`
     with nothing to do, through psycopg; and yoyo (`pip install yoyo-migrations`): `apply` of the same 200
@@ -24,6 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +37,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from aioflamingock import Change, Flamingock
+from aioflamingock import Change, Event, EventKind, Flamingock
+from aioflamingock.backend import AUDIT_COLUMNS, AuditEntry, AuditState, TxStrategy, entry_row
 from aioflamingock.sql import SQLAuditStore, SQLContext, SQLTargetSystem
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -40,8 +46,6 @@ from tests.servers import start_postgresql
 
 COUNT = 200
 BENCH_DATABASE = "flamingock_bench"
-FENCE = "SELECT 1 FROM lock WHERE k = 'default' AND owner = 'me' AND token = 1 FOR UPDATE"
-AUDIT = "INSERT INTO audit (change_id, state, at) VALUES ($1, 'APPLIED', now()::text)"
 NOOP_AT = (200, 1_000, 10_000)
 
 
@@ -77,15 +81,32 @@ def flamingock(url: str, changes: list[type[Change]]) -> tuple[Flamingock, Any]:
     return Flamingock(audit_store=SQLAuditStore.from_target(target), target_systems=[target], changes=changes), engine
 
 
-async def apply_with_aioflamingock(url: str, sync_url: str, count: int) -> float:
+class ChangesTime:
+    """A listener: the time from the first change's start to the last change's end."""
+
+    def __init__(self) -> None:
+        self.first = self.last = 0.0
+
+    async def __call__(self, event: Event) -> None:
+        if event.kind is EventKind.CHANGE_STARTED and not self.first:
+            self.first = time.perf_counter()
+        elif event.kind is EventKind.CHANGE_FINISHED:
+            self.last = time.perf_counter()
+
+
+async def apply_with_aioflamingock(url: str, sync_url: str, count: int) -> tuple[float, float]:
+    """The whole run's time, and the changes' own."""
     setup(sync_url)
     fl, engine = flamingock(url, generate_changes(count, "db", _insert, transactional=True))
+    changes = ChangesTime()
+    fl.add_listener(changes)
+    fl.changes()
     started = time.perf_counter()
     report = await fl.run()
     elapsed = time.perf_counter() - started
     await engine.dispose()
     assert len(report.applied) == count
-    return elapsed
+    return elapsed, changes.last - changes.first
 
 
 async def noop_with_aioflamingock(url: str, count: int) -> float:
@@ -98,27 +119,80 @@ async def noop_with_aioflamingock(url: str, count: int) -> float:
     return elapsed
 
 
-async def floor(dsn: str, sync_url: str, count: int) -> float:
-    """The shared path's statements with bare asyncpg, on one connection."""
+def fenced_insert(placeholders: list[str]) -> str:
+    """The engine's audit statement, with the driver's placeholders: the row's columns, then the lock's key, owner
+    and token."""
+    values, (key, owner, token) = placeholders[: len(AUDIT_COLUMNS)], placeholders[len(AUDIT_COLUMNS) :]
+    return (
+        f"INSERT INTO flamingock_audit_log ({', '.join(AUDIT_COLUMNS)}) SELECT {', '.join(values)} "
+        f"FROM flamingock_lock WHERE lock_key = {key} AND owner = {owner} AND fencing_token = {token} FOR UPDATE"
+    )
+
+
+async def floor_tables(url: str, sync_url: str) -> list[tuple[Any, ...]]:
+    """An empty bench database with the engine's tables, a lock row of the floor's; the audit rows of 200 changes,
+    as the engine would write them, and the lock's key, owner and token after each."""
+    setup(sync_url)
+    fl, engine = flamingock(url, [])
+    await fl.run()  # creates the tables
+    async with engine.begin() as connection:
+        await connection.execute(text("INSERT INTO flamingock_lock VALUES ('floor', 'me', 0, 9223372036854775807, 1)"))
+    await engine.dispose()
+    rows = []
+    for i in range(COUNT):
+        entry = AuditEntry(
+            execution_id=uuid.uuid4().hex,
+            stage_id="default",
+            change_id=f"c{i:05d}",
+            author="bench",
+            created_at=datetime.now(UTC),
+            state=AuditState.APPLIED,
+            invoked_class=f"_common.Bench{i:05d}",
+            invoked_method="execute",
+            execution_hostname="bench",
+            tx_strategy=TxStrategy.TX_AUDIT_STORE_SHARED,
+            target_system_id="db",
+            change_order=f"{i:05d}",
+            transaction_flag=True,
+        )
+        rows.append((*entry_row(entry), "floor", "me", 1))
+    return rows
+
+
+async def floor_asyncpg(dsn: str, url: str, sync_url: str) -> float:
+    """The engine's statements with bare asyncpg, on one connection."""
     import asyncpg
 
-    setup(sync_url)
+    rows = await floor_tables(url, sync_url)
+    audit = fenced_insert([f"${n}" for n in range(1, len(rows[0]) + 1)])
     connection = await asyncpg.connect(dsn)
-    await connection.execute("CREATE TABLE lock (k TEXT PRIMARY KEY, owner TEXT, token BIGINT)")
-    await connection.execute("CREATE TABLE audit (id BIGSERIAL PRIMARY KEY, change_id TEXT, state TEXT, at TEXT)")
-    await connection.execute("INSERT INTO lock VALUES ('default', 'me', 1)")
     started = time.perf_counter()
-    for i in range(count):
+    for row in rows:
         async with connection.transaction():
             await connection.execute("INSERT INTO bench (n) VALUES (1)")
-            await connection.fetchval(
-                "SELECT 1 FROM lock WHERE k = 'default' AND owner = 'me' AND token = 1 FOR UPDATE"
-            )
-            await connection.execute(
-                "INSERT INTO audit (change_id, state, at) VALUES ($1, 'APPLIED', now()::text)", f"c{i}"
-            )
+            assert await connection.execute(audit, *row) == "INSERT 0 1"
     elapsed = time.perf_counter() - started
     await connection.close()
+    return elapsed
+
+
+async def floor_sqlalchemy(url: str, sync_url: str) -> float:
+    """The engine's statements through SQLAlchemy's AsyncEngine, a connection of its pool per change."""
+    rows = await floor_tables(url, sync_url)
+    names = [f"p{n}" for n in range(len(rows[0]))]
+    change, audit = text("INSERT INTO bench (n) VALUES (1)"), text(fenced_insert([f":{n}" for n in names]))
+    engine = create_async_engine(url)
+    async with engine.connect() as connection:  # the pool's first connection, opened as the engine's is
+        await connection.execute(text("SELECT 1"))
+    started = time.perf_counter()
+    for row in rows:
+        async with engine.connect() as connection:
+            await connection.begin()
+            await connection.execute(change)
+            assert (await connection.execute(audit, dict(zip(names, row, strict=True)))).rowcount == 1
+            await connection.commit()
+    elapsed = time.perf_counter() - started
+    await engine.dispose()
     return elapsed
 
 
@@ -190,10 +264,15 @@ async def main(repeat: int) -> None:
     }
     print_machine(info)
     figures: dict[str, Any] = {"machine": info, "count": COUNT}
-    figures["apply_aioflamingock_s"] = statistics.median(
-        [await apply_with_aioflamingock(url, sync_url, COUNT) for _ in range(repeat)]
-    )
-    figures["apply_floor_s"] = statistics.median([await floor(dsn, sync_url, COUNT) for _ in range(repeat)])
+    runs, asyncpg_floors, sqlalchemy_floors = [], [], []
+    for _ in range(repeat):  # interleaved, so that a busier moment of the machine hits each
+        runs.append(await apply_with_aioflamingock(url, sync_url, COUNT))
+        asyncpg_floors.append(await floor_asyncpg(dsn, url, sync_url))
+        sqlalchemy_floors.append(await floor_sqlalchemy(url, sync_url))
+    figures["apply_aioflamingock_s"] = statistics.median(run for run, _ in runs)
+    figures["apply_aioflamingock_changes_s"] = statistics.median(changes for _, changes in runs)
+    figures["apply_floor_s"] = statistics.median(asyncpg_floors)
+    figures["apply_floor_sqlalchemy_s"] = statistics.median(sqlalchemy_floors)
     for count in NOOP_AT:
         await apply_with_aioflamingock(url, sync_url, count)
         figures[f"noop_aioflamingock_{count}_s"] = statistics.median(
@@ -221,9 +300,17 @@ async def main(repeat: int) -> None:
 
     per = 1000 / COUNT
     print(f"\napply {COUNT} trivial changes, shared path (medians of {repeat}):")
-    for name, key in (("aioflamingock", "apply_aioflamingock_s"), ("floor (asyncpg)", "apply_floor_s")):
-        print(f"  {name:<15} {figures[key]:.3f} s  {figures[key] * per:.2f} ms/change")
-    print(f"  ratio          {figures['apply_aioflamingock_s'] / figures['apply_floor_s']:.2f}x")
+    rows = (
+        ("aioflamingock, its changes", "apply_aioflamingock_changes_s"),
+        ("aioflamingock, whole run", "apply_aioflamingock_s"),
+        ("floor, asyncpg", "apply_floor_s"),
+        ("floor, SQLAlchemy", "apply_floor_sqlalchemy_s"),
+    )
+    for name, key in rows:
+        print(f"  {name:<27} {figures[key]:.3f} s  {figures[key] * per:.2f} ms/change")
+    changes = figures["apply_aioflamingock_changes_s"]
+    print(f"  ratio to asyncpg's floor    {changes / figures['apply_floor_s']:.2f}x")
+    print(f"  ratio to SQLAlchemy's floor {changes / figures['apply_floor_sqlalchemy_s']:.2f}x")
     print(f"  alembic        {figures['apply_alembic_s']:.3f} s  (psycopg, no lock, no audit)")
     print(f"  yoyo           {figures['apply_yoyo_s']:.3f} s  (psycopg, an advisory lock, its log)")
     print("\na run with nothing pending:")

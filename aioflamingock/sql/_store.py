@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
+from functools import cached_property
 from typing import Any
 
 from ..backend import (
@@ -211,27 +212,28 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
 
     # -- the audit --------------------------------------------------------------------------------------------------
 
-    async def _fenced_insert(self, connection: Any, entry: AuditEntry, fence: Fence) -> None:
-        """In `connection`'s transaction: read our lock row `FOR UPDATE` (a takeover then waits for this
-        transaction to end), then insert the entry; LockLostError if the row is no longer ours."""
+    @cached_property
+    def _fenced_insert_sql(self) -> Any:
+        """The entry's row, inserted only if our lock row is still ours, which that row's lock (`FOR UPDATE`) then
+        keeps so until the transaction ends: a takeover waits for it. One statement, one round trip."""
         from sqlalchemy import text
 
-        held = await connection.execute(
-            text(
-                f"SELECT 1 FROM {self.lock_table} "
-                "WHERE lock_key = :key AND owner = :owner AND fencing_token = :token FOR UPDATE"
-            ),
-            {"key": fence.key, "owner": fence.owner, "token": fence.token},
+        values = ", ".join(":" + c for c in AUDIT_COLUMNS)
+        return text(
+            f"INSERT INTO {self.audit_table} ({', '.join(AUDIT_COLUMNS)}) SELECT {values} FROM {self.lock_table} "
+            "WHERE lock_key = :lock_key AND owner = :lock_owner AND fencing_token = :lock_token FOR UPDATE"
         )
-        if held.first() is None:
+
+    async def _fenced_insert(self, connection: Any, entry: AuditEntry, fence: Fence) -> None:
+        """In `connection`'s transaction: insert the entry if the lock row is still ours, and lock that row (a
+        takeover then waits for this transaction to end); LockLostError if the row is no longer ours."""
+        params = _params(entry) | {"lock_key": fence.key, "lock_owner": fence.owner, "lock_token": fence.token}
+        inserted = await connection.execute(self._fenced_insert_sql, params)
+        if inserted.rowcount != 1:
             raise LockLostError(
                 f"{entry.state.value} of {entry.change_id!r} not recorded: lock {fence.key!r} is no longer held "
                 f"by {fence.owner!r} with token {fence.token}"
             )
-        values = ", ".join(":" + c for c in AUDIT_COLUMNS)
-        await connection.execute(
-            text(f"INSERT INTO {self.audit_table} ({', '.join(AUDIT_COLUMNS)}) VALUES ({values})"), _params(entry)
-        )
 
     async def append(self, entry: AuditEntry, *, fence: Fence) -> None:
         async with self.target.begin(f"recording {entry.state.value} of {entry.change_id!r}") as connection:

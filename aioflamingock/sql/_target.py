@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,47 +66,70 @@ class SQLContext:
         return AsyncSession(bind=self.connection, join_transaction_mode=mode, **options)
 
 
-class SQLTransaction(Transaction):
-    context: SQLContext
+class _Guard:
+    """Refuses, before it reaches the server, a statement that would end the engine's transaction (or, on MySQL,
+    commit it implicitly: DDL) on a connection whose transactional change is running. One listener on the engine
+    while the target is open; a change's connection is guarded while its code runs."""
 
-    def __init__(self, context: SQLContext, root: Any, dialect: Dialect) -> None:
-        super().__init__(context)
-        self._root = root
+    def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
+        self._guarded: set[int] = set()
 
-    @contextmanager
-    def running_change(self) -> Iterator[None]:
-        """While the change's code runs, a statement that would end the engine's transaction (or, on MySQL, commit
-        it implicitly: DDL) is refused before it reaches the server."""
+    def listen(self, engine: AsyncEngine) -> None:
         from sqlalchemy import event
 
-        connection = self.context.connection.sync_connection
-        assert connection is not None
+        if not event.contains(engine.sync_engine, "before_cursor_execute", self._refuse):
+            event.listen(engine.sync_engine, "before_cursor_execute", self._refuse)
 
-        def refuse(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            found = _NOT_IN_A_TRANSACTION.match(statement)
-            if found is None:
-                return
-            word = found.group(1).split()[0].upper()
-            if word in _TRANSACTION_CONTROL:
-                raise ChangeMisuseError(
-                    f"a transactional change may not end or begin the engine's transaction ({word} refused before "
-                    "it ran): the engine commits the change's writes with its audit entry",
-                    None,
-                )
-            if self._dialect.implicit_commit:
-                raise ChangeMisuseError(
-                    f"{self._dialect.name} commits {word} statements at once, and the open transaction with them: "
-                    f"a transactional change may not issue one ({word} refused before it ran). Mark the change "
-                    "`transactional = False` (its statements then commit one by one, and its recovery applies)",
-                    None,
-                )
+    def stop(self, engine: AsyncEngine) -> None:
+        from sqlalchemy import event
 
-        event.listen(connection, "before_cursor_execute", refuse)
+        if event.contains(engine.sync_engine, "before_cursor_execute", self._refuse):
+            event.remove(engine.sync_engine, "before_cursor_execute", self._refuse)
+
+    @contextmanager
+    def guarding(self, connection: AsyncConnection) -> Iterator[None]:
+        key = id(connection.sync_connection)
+        self._guarded.add(key)
         try:
             yield
         finally:
-            event.remove(connection, "before_cursor_execute", refuse)
+            self._guarded.discard(key)
+
+    def _refuse(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if id(conn) not in self._guarded:
+            return
+        found = _NOT_IN_A_TRANSACTION.match(statement)
+        if found is None:
+            return
+        word = found.group(1).split()[0].upper()
+        if word in _TRANSACTION_CONTROL:
+            raise ChangeMisuseError(
+                f"a transactional change may not end or begin the engine's transaction ({word} refused before "
+                "it ran): the engine commits the change's writes with its audit entry",
+                None,
+            )
+        if self._dialect.implicit_commit:
+            raise ChangeMisuseError(
+                f"{self._dialect.name} commits {word} statements at once, and the open transaction with them: "
+                f"a transactional change may not issue one ({word} refused before it ran). Mark the change "
+                "`transactional = False` (its statements then commit one by one, and its recovery applies)",
+                None,
+            )
+
+
+class SQLTransaction(Transaction):
+    context: SQLContext
+
+    def __init__(self, context: SQLContext, root: Any, guard: _Guard) -> None:
+        super().__init__(context)
+        self._root = root
+        self._guard = guard
+
+    def running_change(self) -> AbstractContextManager[None]:
+        """While the change's code runs, a statement that would end the engine's transaction (or, on MySQL, commit
+        it implicitly: DDL) is refused before it reaches the server."""
+        return self._guard.guarding(self.context.connection)
 
     async def bypassed(self) -> str | None:
         connection = self.context.connection
@@ -152,6 +175,7 @@ class SQLTargetSystem(TransactionalTargetSystem):
         self._open_now = False
         self._marker_ready = False
         self._marker_problem: StoreError | None = None
+        self._guard = _Guard(self.dialect)
 
     def describe(self) -> str:
         url = self._engine.url
@@ -170,9 +194,11 @@ class SQLTargetSystem(TransactionalTargetSystem):
         with translate_errors(f"connecting to {self.describe()}"):
             async with self._engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
+        self._guard.listen(self._engine)
         self._open_now = True
 
     async def _close(self) -> None:
+        self._guard.stop(self._engine)
         self._open_now, self._marker_ready, self._marker_problem = False, False, None
 
     @asynccontextmanager
@@ -211,17 +237,17 @@ class SQLTargetSystem(TransactionalTargetSystem):
         try:
             with translate_errors("beginning a transaction"):
                 root = await connection.begin()
-            yield SQLTransaction(SQLContext(connection, self.id, in_transaction=True), root, self.dialect)
+            yield SQLTransaction(SQLContext(connection, self.id, in_transaction=True), root, self._guard)
             await self._commit(connection)
         except BaseException:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+            with anyio.move_on_after(CLEANUP_SECONDS, shield=True):
                 try:
                     await connection.rollback()
                 except Exception:  # a broken connection: the server drops its transaction with it
                     await connection.invalidate()
             raise
         finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+            with anyio.move_on_after(CLEANUP_SECONDS, shield=True):
                 await connection.close()
 
     async def _commit(self, connection: AsyncConnection) -> None:

@@ -329,6 +329,54 @@ async def test_mysql_refuses_ddl_in_a_transactional_change_before_it_commits_any
     assert history == [AuditState.FAILED] and not exists
 
 
+async def test_the_guard_holds_only_the_changes_own_connection_and_leaves_with_the_run(mysql_server: Server) -> None:
+    """While a transactional change runs on MySQL, the application's own DDL, in its own transaction on another
+    connection of the same engine, runs; after the run, no listener of the library is left on the engine."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    inside, done = asyncio.Event(), asyncio.Event()
+
+    class WaitsForTheApp(Change):
+        id = "waits-for-the-app"
+        order = "0001"
+        author = "tests"
+        target_system = "db"
+
+        async def execute(self, ctx: SQLContext) -> None:
+            await ctx.connection.execute(text("SELECT 1"))
+            inside.set()
+            await done.wait()
+
+    made = engine(mysql_server.uri)
+
+    async def application() -> None:
+        await inside.wait()
+        try:
+            async with made.begin() as connection:
+                await connection.execute(text(f"CREATE TABLE {prefix}app (id INTEGER PRIMARY KEY)"))
+        finally:
+            done.set()
+
+    try:
+        target = SQLTargetSystem("db", engine=made, marker_table=f"{prefix}marker")
+        fl = Flamingock(
+            audit_store=SQLAuditStore.from_target(target, **tables(prefix)),
+            target_systems=[target],
+            changes=[WaitsForTheApp],
+        )
+        report, _ = await asyncio.gather(fl.run(), application())
+        assert [c.outcome for c in report.changes] == [ChangeOutcome.APPLIED]
+        assert not made.sync_engine.dispatch.before_cursor_execute
+        async with made.begin() as connection:
+            await connection.execute(text(f"DROP TABLE {prefix}app"))
+    finally:
+        await made.dispose()
+        _drop_tables(mysql_server, prefix)
+
+
 async def test_postgresql_ddl_commits_with_the_change_or_not_at_all(
     postgresql_server: Server, write_package: Any
 ) -> None:
