@@ -692,7 +692,8 @@ def _local_mysql() -> Server | None:
     statements = (
         f"CREATE DATABASE IF NOT EXISTS {SQL_DATABASE}; "
         f"CREATE USER IF NOT EXISTS '{SQL_USER}'@'127.0.0.1' IDENTIFIED BY '{SQL_PASSWORD}'; "
-        f"GRANT ALL ON {SQL_DATABASE}.* TO '{SQL_USER}'@'127.0.0.1'"
+        f"GRANT ALL ON {SQL_DATABASE}.* TO '{SQL_USER}'@'127.0.0.1' WITH GRANT OPTION; "
+        f"GRANT CREATE USER ON *.* TO '{SQL_USER}'@'127.0.0.1'"  # tests make users of their own, with less
     )
     with _one_at_a_time("mysql"):
         if subprocess.run([client, "-e", "SELECT 1"], capture_output=True, timeout=30).returncode != 0:

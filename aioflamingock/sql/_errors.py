@@ -12,6 +12,7 @@ __all__ = [
     "import_sqlalchemy",
     "is_aborted",
     "is_connection_lost",
+    "is_denied",
     "mysql_code",
     "sqlstate",
     "translate_errors",
@@ -50,6 +51,15 @@ def mysql_code(exc: BaseException) -> int | None:
 def is_aborted(exc: BaseException) -> bool:
     """The server rolled the transaction back (a deadlock, a serialization failure): running it again may work."""
     return sqlstate(exc) in ABORTED_SQLSTATES or mysql_code(exc) in ABORTED_MYSQL_CODES
+
+
+DENIED_MYSQL_CODES = frozenset({1044, 1142, 1143})
+"""MySQL's access denied to a database, a table, a column."""
+
+
+def is_denied(exc: BaseException) -> bool:
+    """The server refused the statement: the role lacks a privilege."""
+    return sqlstate(exc) == "42501" or mysql_code(exc) in DENIED_MYSQL_CODES
 
 
 def is_connection_lost(exc: BaseException) -> bool:

@@ -18,10 +18,10 @@ from ..backend import (
     check_distinct,
     entry_row,
 )
-from ._dialect import POSTGRESQL, qualified
-from ._errors import translate_errors
+from ._dialect import qualified
+from ._errors import is_denied, translate_errors
 from ._lock import SQLLock
-from ._target import SQLTargetSystem, SQLTransaction
+from ._target import SQLTargetSystem, SQLTransaction, has_table
 
 __all__ = ["DEFAULT_AUDIT_TABLE", "DEFAULT_LOCK_TABLE", "SQLAuditStore"]
 
@@ -33,6 +33,20 @@ _TYPES = {"execution_millis": "BIGINT", "system_change": "BOOLEAN", "transaction
 # Columns an existing table must have to be taken for ours.
 _AUDIT_SIGNATURE = ("change_id", "execution_id", "state")
 _LOCK_SIGNATURE = ("lock_key", "owner", "fencing_token", "expires_at")
+
+
+async def _allowed(connection: Any, probe: str) -> bool:
+    """`probe` runs: False if the server refuses it for want of a privilege."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        await connection.execute(text(probe))
+    except DBAPIError as exc:
+        if is_denied(exc):
+            return False
+        raise
+    return True
 
 
 def _params(entry: AuditEntry) -> dict[str, Any]:
@@ -126,16 +140,25 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
                     raise
 
     async def _missing(self, schema: dict[str, str]) -> list[str]:
-        """The tables and index of `schema` not in the database, in `schema`'s order. A table of that name that is
-        not ours (an application's table given as `audit_table`) is refused before anything is written."""
+        return (await self._look(schema))[0]
+
+    async def _look(self, schema: dict[str, str]) -> tuple[list[str], set[str]]:
+        """The tables and index of `schema` not in the database, in `schema`'s order; and those of them the role
+        may not see (MySQL hides a table on which the role holds no privilege). A table of that name that is not
+        ours (an application's table given as `audit_table`) is refused before anything is written."""
         from sqlalchemy import inspect
+
+        hidden: set[str] = set()
 
         def look(sync: Any) -> dict[str, list[str] | None]:
             inspector = inspect(sync)
             found: dict[str, list[str] | None] = {}
             for name in (self.audit_table, self.lock_table):
                 owner, _, table = name.rpartition(".")
-                if inspector.has_table(table, schema=owner or None):
+                seen = has_table(inspector, table, owner or None)
+                if seen is None:
+                    hidden.add(name)
+                if seen:
                     found[name] = [c["name"].lower() for c in inspector.get_columns(table, schema=owner or None)]
                     if name == self.audit_table:
                         for index in inspector.get_indexes(table, schema=owner or None):
@@ -154,60 +177,86 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
                         f"column): pass another {role}, or rename that table"
                     ]
                 )
-        return [name for name in schema if name not in present]
+        return [name for name in schema if name not in present], hidden
 
     async def _diagnose(self) -> list[DoctorCheck]:
         schema = self._schema()
-        missing = await self._missing(schema)
+        missing, hidden = await self._look(schema)
         checks = [
             DoctorCheck(
                 self.subject(),
                 "tables",
                 False,
-                f"{name!r} is missing",
-                f"any run creates it (with the privilege to create tables), or run `{schema[name]}`",
+                f"{name!r} is missing, or the role holds no privilege on it (the server does not say which)"
+                if name in hidden
+                else f"{name!r} is missing",
+                f"any run creates it (with the privilege to create tables), or run `{schema[name]}`; if it exists, "
+                "grant the role its privileges"
+                if name in hidden
+                else f"any run creates it (with the privilege to create tables), or run `{schema[name]}`",
             )
             for name in missing
         ] or [DoctorCheck(self.subject(), "tables", True, f"{', '.join(schema)} present")]
-        if self.target.dialect is POSTGRESQL:
-            checks.append(await self._postgresql_privileges(missing))
+        checks.append(await self._privileges(missing))
         return checks
 
-    async def _postgresql_privileges(self, missing: list[str]) -> DoctorCheck:
-        """What the role may do: create the missing tables in their schema; read and write the audit and the lock.
-        (MySQL's grants are not read: a missing privilege there is named by the first run's error.)"""
-        wanted = [
-            ("audit", self.audit_table, "SELECT, INSERT"),
-            ("lock", self.lock_table, "SELECT, INSERT, UPDATE, DELETE"),
+    def _probes(self) -> list[tuple[str, str, list[str]]]:
+        """For each table: statements that change nothing (`WHERE 1 = 0`), which the server refuses unless the role
+        may do what the store does with that table. The server judges, with every grant and role it knows of."""
+        audit, lock = self.audit_table, self.lock_table
+        lock_columns = "lock_key, owner, acquired_at, expires_at, fencing_token"
+        return [
+            (
+                "audit",
+                audit,
+                [
+                    f"SELECT 1 FROM {audit} WHERE 1 = 0",
+                    f"INSERT INTO {audit} (change_id) SELECT change_id FROM {audit} WHERE 1 = 0",
+                ],
+            ),
+            (
+                "lock",
+                lock,
+                [
+                    f"SELECT 1 FROM {lock} WHERE 1 = 0",
+                    f"INSERT INTO {lock} ({lock_columns}) SELECT {lock_columns} FROM {lock} WHERE 1 = 0",
+                    f"UPDATE {lock} SET owner = owner WHERE 1 = 0",
+                    f"DELETE FROM {lock} WHERE 1 = 0",
+                ],
+            ),
         ]
-        queries = {  # one privilege per call: given several, has_table_privilege answers whether any is held
-            role: " AND ".join(f"has_table_privilege(:{role}, '{p}')" for p in privileges.split(", "))
-            for role, name, privileges in wanted
-            if name not in missing
-        }
+
+    async def _privileges(self, missing: list[str]) -> DoctorCheck:
+        """What the role may do: create the missing tables in their schema (or database); read and write the audit
+        and the lock."""
+        from sqlalchemy import text
+
+        dialect = self.target.dialect
         schema = self.audit_table.rpartition(".")[0] or None
-        if missing:
-            queries["create"] = "has_schema_privilege(COALESCE(:schema, current_schema()), 'CREATE')"
-        sql = f"SELECT current_user, {', '.join(queries.values())}"
-        params = {"audit": self.audit_table, "lock": self.lock_table, "schema": schema}
-        [row] = await self._rows(sql, {k: v for k, v in params.items() if f":{k}" in sql}, "reading the privileges")
-        user, *granted = row
-        lacking = [what for what, ok in zip(queries, granted, strict=True) if not ok]
+        lacking: list[str] = []
+        async with self.target.connect("reading the privileges") as connection:
+            user, current = (await connection.execute(text(f"SELECT CURRENT_USER, {dialect.default_schema}"))).one()
+            for what, name, probes in self._probes():
+                if name not in missing and not all([await _allowed(connection, probe) for probe in probes]):
+                    lacking.append(what)
+            if missing and not (await connection.execute(text(dialect.may_create), {"schema": schema})).scalar():
+                lacking.append("create")
         if not lacking:
-            may = f"{user!r} may {'create, ' if missing else ''}read and write them"
-            return DoctorCheck(self.subject(), "privileges", True, may)
+            return DoctorCheck(
+                self.subject(), "privileges", True, f"{user!r} may {'create, ' if missing else ''}read and write them"
+            )
         words = {
             "audit": f"read and insert into {self.audit_table}",
             "lock": f"read and write {self.lock_table}",
-            "create": f"create tables in schema {schema or 'current_schema()'}",
+            "create": f"create tables in {dialect.schema_word} {schema or current}",
         }
         return DoctorCheck(
             self.subject(),
             "privileges",
             False,
             f"{user!r} may not {'; nor '.join(words[what] for what in lacking)}",
-            "grant them (GRANT SELECT, INSERT ON the audit table; SELECT, INSERT, UPDATE, DELETE ON the lock table; "
-            "CREATE ON the schema), or have an administrator create the tables",
+            "grant them (SELECT, INSERT on the audit table; SELECT, INSERT, UPDATE, DELETE on the lock table; "
+            f"CREATE on the {dialect.schema_word}), or have an administrator create the tables",
         )
 
     # -- the audit --------------------------------------------------------------------------------------------------

@@ -23,12 +23,12 @@ from ..backend import (
     utc_now,
 )
 from ._dialect import Dialect, dialect_of, qualified
-from ._errors import ERRORS, import_sqlalchemy, is_aborted, is_connection_lost, translate_errors
+from ._errors import ERRORS, import_sqlalchemy, is_aborted, is_connection_lost, is_denied, translate_errors
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-__all__ = ["DEFAULT_MARKER_TABLE", "SQLContext", "SQLTargetSystem", "SQLTransaction"]
+__all__ = ["DEFAULT_MARKER_TABLE", "SQLContext", "SQLTargetSystem", "SQLTransaction", "has_table"]
 
 DEFAULT_MARKER_TABLE = "flamingock_marker"
 CLEANUP_SECONDS = 10.0
@@ -64,6 +64,19 @@ class SQLContext:
 
         mode = "create_savepoint" if self.in_transaction else "conservative_savepoint"
         return AsyncSession(bind=self.connection, join_transaction_mode=mode, **options)
+
+
+def has_table(inspector: Any, name: str, schema: str | None) -> bool | None:
+    """Whether table `name` exists; None if the role may not see it: MySQL refuses to describe a table on which
+    the role holds no privilege (even one that does not exist), so to that role it is missing."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        return bool(inspector.has_table(name, schema=schema))
+    except DBAPIError as exc:
+        if is_denied(exc):
+            return None
+        raise
 
 
 class _Guard:
@@ -291,7 +304,7 @@ class SQLTargetSystem(TransactionalTargetSystem):
 
         schema, _, name = qualified_name.rpartition(".")
         async with self.connect(f"looking for {qualified_name}") as connection:
-            return bool(await connection.run_sync(lambda sync: inspect(sync).has_table(name, schema=schema or None)))
+            return bool(await connection.run_sync(lambda sync: has_table(inspect(sync), name, schema or None)))
 
     async def write_marker(self, tx: Transaction, marker: Marker) -> None:
         from sqlalchemy import text

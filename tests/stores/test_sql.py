@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -618,77 +618,121 @@ async def test_a_password_in_a_failing_changes_message_reaches_no_audit_entry_an
     assert caplog.records and all(secret not in record.getMessage() for record in caplog.records)
 
 
-async def test_doctor_names_the_privileges_a_postgresql_role_lacks(
-    postgresql_server: Server, sql_prefix_pg: str
-) -> None:
-    """A role that may connect and nothing more: doctor says it may not create the tables; once they exist (made by
-    another role) and it may only read the audit, doctor says what it still needs."""
-    from sqlalchemy import text
-    from sqlalchemy.exc import ProgrammingError
+@pytest.fixture(params=["postgresql", "mysql"])
+def dialect_server(request: pytest.FixtureRequest) -> Iterator[tuple[Server, str]]:
+    """Each server once, with its first driver, and a table-name prefix no other test uses (tables dropped after)."""
+    server: Server = request.getfixturevalue(f"{request.param}_server")
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    yield server, prefix
+    _drop_tables(server, prefix)
 
-    role, password = f"ro_{uuid.uuid4().hex[:8]}", "ro-secret-pw"
-    owner = engine(postgresql_server.uri)
+
+Grant = Callable[[str, str], Awaitable[None]]
+
+
+@asynccontextmanager
+async def another_login(server: Server, owner: Any) -> AsyncIterator[tuple[Any, Grant]]:
+    """An engine on `server` logged in as a user of its own who may only connect, and `grant(privileges, table)`,
+    made by the test's user (`owner`). Skips where the test's user may not create users; dropped afterwards."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    name, password = f"u_{uuid.uuid4().hex[:8]}", "another-secret-pw"
+    mysql = make_url(server.uri).get_backend_name() == "mysql"
+    who = f"'{name}'@'%'" if mysql else name
+    create = (
+        f"CREATE USER {who} IDENTIFIED BY '{password}'" if mysql else f"CREATE ROLE {name} LOGIN PASSWORD '{password}'"
+    )
     async with owner.connect() as connection:
         try:
-            await connection.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+            await connection.execute(text(create))
             await connection.commit()
-        except ProgrammingError:
-            pytest.skip("the test's PostgreSQL role may not create roles (CREATEROLE)")
-    limited = engine_as(postgresql_server, role, password)
-    prefix = sql_prefix_pg
-    try:
-        target = SQLTargetSystem("db", engine=limited, marker_table=f"{prefix}marker")
-        store = SQLAuditStore.from_target(target, **tables(prefix))
-        before = {c.check: c for c in await store.doctor()}
-        assert not before["privileges"].ok and "may not create tables in schema" in before["privileges"].detail
+        except DBAPIError:
+            pytest.skip(
+                "the test's user may not create users (PostgreSQL: CREATEROLE; MySQL: CREATE USER, GRANT OPTION)"
+            )
+    granted: list[str] = []
 
-        owners = SQLTargetSystem("db", engine=owner, marker_table=f"{prefix}marker")
-        async with SQLAuditStore.from_target(owners, **tables(prefix)):  # the tables, made by their owner
-            pass
+    async def grant(privileges: str, table: str) -> None:
         async with owner.connect() as connection:
-            await connection.execute(text(f"GRANT SELECT ON {prefix}audit TO {role}"))
+            await connection.execute(text(f"GRANT {privileges} ON {table} TO {who}"))
             await connection.commit()
-        after = {c.check: c for c in await store.doctor()}
-        assert after["tables"].ok
-        assert not after["privileges"].ok
-        lacking = f"may not read and insert into {prefix}audit; nor read and write {prefix}lock"
-        assert lacking in after["privileges"].detail
-        assert password not in str(after)
+        granted.append(table)
+
+    limited = engine_as(server, name, password)
+    try:
+        yield limited, grant
     finally:
         await limited.dispose()
         async with owner.connect() as connection:
-            if await connection.run_sync(lambda sync: inspect(sync).has_table(f"{prefix}audit")):
-                await connection.execute(text(f"REVOKE ALL ON {prefix}audit FROM {role}"))
-            await connection.execute(text(f"DROP ROLE {role}"))
+            for table in [] if mysql else granted:
+                await connection.execute(text(f"REVOKE ALL ON {table} FROM {who}"))
+            await connection.execute(text(f"DROP {'USER' if mysql else 'ROLE'} {who}"))
             await connection.commit()
+
+
+async def test_doctor_names_the_privileges_a_user_lacks(dialect_server: tuple[Server, str]) -> None:
+    """A user who may read one table of the application's and nothing of ours (MySQL lets no one without a
+    privilege in a database connect to it): doctor says it may not create the tables; once they exist (made by
+    another user) and it may only read the audit, doctor says what it still needs; granted that, it may."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    server, prefix = dialect_server
+    owner = engine(server.uri)
+    async with owner.connect() as connection:
+        await connection.execute(text(f"CREATE TABLE {prefix}items (k VARCHAR(40) PRIMARY KEY)"))
+        await connection.commit()
+    try:
+        async with another_login(server, owner) as (limited, grant):
+            await grant("SELECT", f"{prefix}items")
+            target = SQLTargetSystem("db", engine=limited, marker_table=f"{prefix}marker")
+            store = SQLAuditStore.from_target(target, **tables(prefix))
+            before = {c.check: c for c in await store.doctor()}
+            where = f"database {make_url(server.uri).database}" if "mysql" in server.uri else "schema public"
+            assert not before["privileges"].ok and f"may not create tables in {where}" in before["privileges"].detail
+
+            owners = SQLTargetSystem("db", engine=owner, marker_table=f"{prefix}marker")
+            async with SQLAuditStore.from_target(owners, **tables(prefix)):  # the tables, made by their owner
+                pass
+            hidden = {c.check: c for c in await store.doctor()}
+            if "mysql" in server.uri:  # MySQL hides a table on which the user holds nothing
+                assert not hidden["tables"].ok and "holds no privilege on it" in hidden["tables"].detail
+            else:
+                assert hidden["tables"].ok
+            await grant("SELECT", f"{prefix}audit")
+            await grant("SELECT", f"{prefix}lock")
+            after = {c.check: c for c in await store.doctor()}
+            assert after["tables"].ok
+            assert not after["privileges"].ok
+            lacking = f"may not read and insert into {prefix}audit; nor read and write {prefix}lock"
+            assert lacking in after["privileges"].detail
+            assert "another-secret-pw" not in str(after)
+
+            await grant("INSERT", f"{prefix}audit")
+            await grant("INSERT, UPDATE, DELETE", f"{prefix}lock")
+            granted = {c.check: c for c in await store.doctor()}
+            assert granted["privileges"].ok, granted["privileges"]
+    finally:
         await owner.dispose()
 
 
-async def test_a_role_that_may_not_create_the_marker_table_still_runs_shared_changes(
-    postgresql_server: Server, sql_prefix_pg: str
+async def test_a_user_who_may_not_create_the_marker_table_still_runs_shared_changes(
+    dialect_server: tuple[Server, str],
 ) -> None:
-    """The tables were made by an administrator; the service's role may only use them. A shared-path change needs no
+    """The tables were made by an administrator; the service's user may only use them. A shared-path change needs no
     marker and is applied; a marker-path change fails, saying which statement creates the marker table."""
     from sqlalchemy import text
-    from sqlalchemy.exc import ProgrammingError
 
-    role, password, prefix = f"rw_{uuid.uuid4().hex[:8]}", "rw-secret-pw", sql_prefix_pg
-    owner = engine(postgresql_server.uri)
+    server, prefix = dialect_server
+    owner = engine(server.uri)
     async with owner.connect() as connection:
-        try:
-            await connection.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
-        except ProgrammingError:
-            pytest.skip("the test's PostgreSQL role may not create roles (CREATEROLE)")
         await connection.execute(text(f"CREATE TABLE {prefix}items (k VARCHAR(40) PRIMARY KEY)"))
         await connection.commit()
     owners = SQLTargetSystem("db", engine=owner, marker_table=f"{prefix}marker")
     async with SQLAuditStore.from_target(owners, **tables(prefix)):  # the administrator's tables
         pass
-    async with owner.connect() as connection:
-        grants = {f"{prefix}audit": "SELECT, INSERT", f"{prefix}lock": "ALL", f"{prefix}items": "ALL"}
-        for table, privileges in grants.items():
-            await connection.execute(text(f"GRANT {privileges} ON {table} TO {role}"))
-        await connection.commit()
 
     def inserting(change_id: str, target: str) -> type[Change]:
         async def execute(self: Change, ctx: SQLContext) -> None:
@@ -697,28 +741,25 @@ async def test_a_role_that_may_not_create_the_marker_table_still_runs_shared_cha
         attributes = {"id": change_id, "order": change_id[-4:], "author": "tests", "target_system": target}
         return type(change_id.replace("-", "_"), (Change,), {**attributes, "execute": execute})
 
-    limited = engine_as(postgresql_server, role, password)
     try:
-        app = SQLTargetSystem("app", engine=limited, marker_table=f"{prefix}marker")
-        other = SQLTargetSystem("other", engine=limited, marker_table=f"{prefix}marker")
-        store = SQLAuditStore.from_target(app, **tables(prefix), create_tables=False)
-        changes = [inserting("shared-0001", "app"), inserting("marker-0002", "other")]
-        fl = Flamingock(audit_store=store, target_systems=[app, other], changes=changes)
-        with pytest.raises(ChangeFailedError) as caught:
-            await fl.run()
-        assert isinstance(caught.value.__cause__, ConfigurationError)
-        assert f"CREATE TABLE IF NOT EXISTS {prefix}marker" in str(caught.value.__cause__)
-        assert [(e.change_id, e.state) async for e in fl.history()] == [
-            ("shared-0001", AuditState.APPLIED),
-            ("marker-0002", AuditState.STARTED),
-            ("marker-0002", AuditState.FAILED),
-        ]
-        assert _query(postgresql_server, f"SELECT k FROM {prefix}items") == [("shared-0001",)]
+        async with another_login(server, owner) as (limited, grant):
+            grants = {f"{prefix}audit": "SELECT, INSERT", f"{prefix}lock": "ALL", f"{prefix}items": "ALL"}
+            for table, privileges in grants.items():
+                await grant(privileges, table)
+            app = SQLTargetSystem("app", engine=limited, marker_table=f"{prefix}marker")
+            other = SQLTargetSystem("other", engine=limited, marker_table=f"{prefix}marker")
+            store = SQLAuditStore.from_target(app, **tables(prefix), create_tables=False)
+            changes = [inserting("shared-0001", "app"), inserting("marker-0002", "other")]
+            fl = Flamingock(audit_store=store, target_systems=[app, other], changes=changes)
+            with pytest.raises(ChangeFailedError) as caught:
+                await fl.run()
+            assert isinstance(caught.value.__cause__, ConfigurationError)
+            assert f"CREATE TABLE IF NOT EXISTS {prefix}marker" in str(caught.value.__cause__)
+            assert [(e.change_id, e.state) async for e in fl.history()] == [
+                ("shared-0001", AuditState.APPLIED),
+                ("marker-0002", AuditState.STARTED),
+                ("marker-0002", AuditState.FAILED),
+            ]
+            assert _query(server, f"SELECT k FROM {prefix}items") == [("shared-0001",)]
     finally:
-        await limited.dispose()
-        async with owner.connect() as connection:
-            for table in (f"{prefix}audit", f"{prefix}lock", f"{prefix}items"):
-                await connection.execute(text(f"REVOKE ALL ON {table} FROM {role}"))
-            await connection.execute(text(f"DROP ROLE {role}"))
-            await connection.commit()
         await owner.dispose()
