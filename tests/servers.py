@@ -545,19 +545,130 @@ class Proxy:
             self._cut(end)
 
 
-class ProxiedBacking:
-    """For a protocol kit whose processes reach their server through `proxy`: the outage scenarios stop and start
-    the proxy, and the server keeps its data."""
+class Switch(Protocol):
+    def stop(self) -> None: ...
 
-    proxy: Proxy | None = None
+    def start(self) -> None: ...
+
+
+class SwitchedBacking:
+    """For a protocol kit whose processes reach their server through `switch`: the outage scenarios stop and start
+    it (a proxy, whose server keeps its data; or a server of the test's own, crashed and started again)."""
+
+    switch: Switch | None = None
 
     async def stop_backing(self) -> None:
-        assert self.proxy is not None, "the outage_kit fixture sets the kit's proxy"
-        self.proxy.stop()
+        assert self.switch is not None, "the outage_kit fixture sets the kit's switch"
+        self.switch.stop()
 
     async def start_backing(self) -> None:
-        assert self.proxy is not None, "the outage_kit fixture sets the kit's proxy"
-        self.proxy.start()
+        assert self.switch is not None, "the outage_kit fixture sets the kit's switch"
+        self.switch.start()
+
+
+class OwnedSQLServer:
+    """A PostgreSQL or MariaDB/MySQL server of a test's own, from this machine's binaries, on a port of its own:
+    `stop()` crashes it (PostgreSQL: an immediate shutdown, no checkpoint; MariaDB: SIGKILL), `start()` starts it
+    again on the same data, which it recovers from its log, as after a real crash. Root only (the servers run as
+    their system users); `make()` gives None where the binaries are missing."""
+
+    def __init__(self, dialect: str, directory: Path) -> None:
+        self.dialect, self.directory, self.port = dialect, directory, free_port()
+        self.data = directory / "data"
+        self._process: subprocess.Popen[bytes] | None = None
+        user = "postgres" if dialect == "postgresql" else "mysql"
+        os.chown(directory, *_ids(user))
+        if dialect == "postgresql":
+            self._as_postgres(_pg_bin("initdb"), "-D", str(self.data), "-U", SQL_USER, "-A", "trust", "-N")
+            self.uri = f"postgresql://{SQL_USER}:{SQL_PASSWORD}@127.0.0.1:{self.port}/postgres"
+        else:
+            installer = shutil.which("mariadb-install-db") or "mysql_install_db"
+            subprocess.run(
+                [installer, "--user=mysql", f"--datadir={self.data}", "--skip-test-db"],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+            self.uri = f"mysql://{SQL_USER}:{SQL_PASSWORD}@127.0.0.1:{self.port}/{SQL_DATABASE}"
+        self.start()
+        if dialect == "mysql":
+            _mysql_client("-S", str(directory / "sock"), "-e", f"CREATE DATABASE {SQL_DATABASE}")
+
+    @classmethod
+    def make(cls, dialect: str) -> OwnedSQLServer | None:
+        import tempfile
+
+        binary = _pg_bin("initdb") if dialect == "postgresql" else shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+        if not _root() or not Path(binary).exists():
+            return None
+        directory = Path(tempfile.mkdtemp(prefix=f"aioflamingock-{dialect}-"))
+        directory.chmod(0o755)
+        return cls(dialect, directory)
+
+    def _as_postgres(self, *command: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        if self.dialect == "postgresql":
+            options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
+            log = str(self.directory / "log")
+            self._as_postgres(_pg_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+            return
+        self._process = subprocess.Popen(
+            [
+                shutil.which("mariadbd") or "/usr/sbin/mariadbd",
+                "--no-defaults",
+                "--user=mysql",
+                f"--datadir={self.data}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                f"--socket={self.directory / 'sock'}",
+                f"--pid-file={self.directory / 'pid'}",
+                f"--log-error={self.directory / 'error.log'}",
+                "--skip-grant-tables",  # any user and password: the test's own server, on 127.0.0.1
+                "--innodb-buffer-pool-size=32M",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while not _mysql_client("-S", str(self.directory / "sock"), "-e", "SELECT 1", check=False):
+            if time.monotonic() > deadline or self._process.poll() is not None:
+                raise RuntimeError(f"MariaDB did not start: see {self.directory / 'error.log'}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.dialect == "postgresql":
+            self._as_postgres(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        elif self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    def close(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(found[-1]) if found else name
+
+
+def _ids(user: str) -> tuple[int, int]:
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _mysql_client(*arguments: str, check: bool = True) -> bool:
+    client = shutil.which("mariadb") or shutil.which("mysql") or "mysql"
+    done = subprocess.run([client, "-uroot", *arguments], capture_output=True, timeout=30)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{client} failed: {done.stderr.decode(errors='replace')}")
+    return done.returncode == 0
 
 
 class RestartableSecantus:

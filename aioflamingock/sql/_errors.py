@@ -3,6 +3,7 @@ place."""
 
 from __future__ import annotations
 
+import sys
 from types import ModuleType
 
 from ..backend import ErrorRule, ErrorTable, StoreUnavailableError, TransactionAbortedError, import_driver
@@ -42,10 +43,19 @@ def sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+_MYSQL_DRIVERS = frozenset({"pymysql", "aiomysql", "asyncmy", "MySQLdb"})
+LOST_MYSQL_CODES = frozenset({2002, 2003, 2006, 2013})
+"""MySQL's can't connect (socket, TCP), server gone away, connection lost during a query."""
+
+
 def mysql_code(exc: BaseException) -> int | None:
-    """The error number of a MySQL or MariaDB error, or None."""
-    args = getattr(_orig(exc), "args", ())
-    return args[0] if args and isinstance(args[0], int) else None
+    """The error number of a MySQL or MariaDB error, wrapped by SQLAlchemy or raw from the driver (as when setting
+    a connection's isolation level), or None."""
+    for candidate in (_orig(exc), exc):
+        if candidate is not None and type(candidate).__module__.partition(".")[0] in _MYSQL_DRIVERS:
+            args = candidate.args
+            return args[0] if args and isinstance(args[0], int) else None
+    return None
 
 
 def is_aborted(exc: BaseException) -> bool:
@@ -72,15 +82,23 @@ def is_connection_lost(exc: BaseException) -> bool:
         return True
     if isinstance(exc, OSError | ConnectionError):
         return True
-    return isinstance(exc, errors.OperationalError) and (
-        mysql_code(exc) in {2002, 2003, 2006, 2013} or (sqlstate(exc) or "").startswith("08")
-    )
+    if mysql_code(exc) in LOST_MYSQL_CODES:
+        return True
+    return isinstance(exc, errors.OperationalError) and (sqlstate(exc) or "").startswith("08")
+
+
+_RAW_MYSQL_ERRORS = {"pymysql.err": "MySQLError", "asyncmy.errors": "MySQLError"}
+"""The MySQL drivers' own base errors: SQLAlchemy lets them through unwrapped in a few places (setting a
+connection's isolation level on checkout)."""
 
 
 def _sqlalchemy_errors() -> tuple[type[BaseException], ...]:
     from sqlalchemy.exc import SQLAlchemyError
 
-    return (SQLAlchemyError, OSError)
+    raw = [
+        getattr(sys.modules[module], name, None) for module, name in _RAW_MYSQL_ERRORS.items() if module in sys.modules
+    ]
+    return (SQLAlchemyError, OSError, *(error for error in raw if isinstance(error, type)))
 
 
 ERRORS = ErrorTable(

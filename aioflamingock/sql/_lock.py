@@ -100,13 +100,15 @@ class SQLLock(Lock):
         return bool(done.rowcount == 1)
 
     async def read(self, key: str) -> LockInfo | None:
-        found = await self._execute(
-            f"SELECT owner, fencing_token, acquired_at, expires_at, {self._now} FROM {self._table} "
-            "WHERE lock_key = :key",
-            {"key": key},
-            f"reading lock {key!r}",
-        )
-        row = found.first()
+        from sqlalchemy import text
+
+        columns = f"owner, fencing_token, acquired_at, expires_at, {self._now}"
+        sql = f"SELECT {columns} FROM {self._table} WHERE lock_key = :key"
+
+        async def query(connection: Any) -> Any:
+            return (await connection.execute(text(sql), {"key": key})).first()
+
+        row = await self._target.read(f"reading lock {key!r}", query)
         if row is None:
             return None
         owner, token, acquired, expires, now = row

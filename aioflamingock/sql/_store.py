@@ -165,8 +165,11 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
                             found[str(index["name"])] = None
             return found
 
-        async with self.target.connect("reading the schema") as connection:
-            present = await connection.run_sync(look)
+        async def query(connection: Any) -> dict[str, list[str] | None]:
+            hidden.clear()
+            return dict(await connection.run_sync(look))
+
+        present = await self.target.read("reading the schema", query)
         for name, signature in {self.audit_table: _AUDIT_SIGNATURE, self.lock_table: _LOCK_SIGNATURE}.items():
             columns = present.get(name)
             if columns is not None and not all(column in columns for column in signature):
@@ -299,8 +302,10 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
     async def _rows(self, sql: str, params: dict[str, Any], what: str) -> list[tuple[Any, ...]]:
         from sqlalchemy import text
 
-        async with self.target.connect(what) as connection:
+        async def query(connection: Any) -> list[tuple[Any, ...]]:
             return [tuple(row) for row in await connection.execute(text(sql), params)]
+
+        return await self.target.read(what, query)
 
     async def current_states(self, change_ids: Iterable[str] | None = None) -> dict[str, AuditEntry]:
         rows = await self._rows(self._table.newest_sql, {}, "reading the current states")

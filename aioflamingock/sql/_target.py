@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -23,7 +23,14 @@ from ..backend import (
     utc_now,
 )
 from ._dialect import Dialect, dialect_of, qualified
-from ._errors import ERRORS, import_sqlalchemy, is_aborted, is_connection_lost, is_denied, translate_errors
+from ._errors import (
+    ERRORS,
+    import_sqlalchemy,
+    is_aborted,
+    is_connection_lost,
+    is_denied,
+    translate_errors,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -31,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MARKER_TABLE", "SQLContext", "SQLTargetSystem", "SQLTransaction", "has_table"]
 
 DEFAULT_MARKER_TABLE = "flamingock_marker"
+T = TypeVar("T")
 CLEANUP_SECONDS = 10.0
 
 _NOT_IN_A_TRANSACTION = re.compile(
@@ -221,6 +229,23 @@ class SQLTargetSystem(TransactionalTargetSystem):
             async with self.engine.connect() as connection:
                 yield await connection.execution_options(isolation_level="AUTOCOMMIT")
 
+    async def read(self, what: str, query: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """`query(connection)` on a connection of the pool in autocommit mode; again on the next one while the one
+        before turned out broken (the server restarted since they were pooled: each broken one leaves the pool), at
+        most once per connection the pool held. For reads only, which may run twice. A server that is down refuses
+        each new connection at once."""
+        spare: int | None = None
+        while True:
+            try:
+                async with self.connect(what) as connection:
+                    return await query(connection)
+            except StoreError as exc:
+                if spare is None:
+                    spare = int(getattr(self._engine.pool, "checkedin", lambda: 0)()) + 1
+                if spare <= 0 or exc.__cause__ is None or not is_connection_lost(exc.__cause__):
+                    raise
+                spare -= 1
+
     @asynccontextmanager
     async def begin(self, what: str) -> AsyncIterator[AsyncConnection]:
         """A connection of the pool in a transaction of its own, committed when the block ends."""
@@ -303,8 +328,11 @@ class SQLTargetSystem(TransactionalTargetSystem):
         from sqlalchemy import inspect
 
         schema, _, name = qualified_name.rpartition(".")
-        async with self.connect(f"looking for {qualified_name}") as connection:
+
+        async def look(connection: AsyncConnection) -> bool:
             return bool(await connection.run_sync(lambda sync: has_table(inspect(sync), name, schema or None)))
+
+        return await self.read(f"looking for {qualified_name}", look)
 
     async def write_marker(self, tx: Transaction, marker: Marker) -> None:
         from sqlalchemy import text
@@ -339,12 +367,12 @@ class SQLTargetSystem(TransactionalTargetSystem):
 
         if not self._marker_ready and not await self._has_table(self.marker_table):
             return None
-        async with self.connect("reading the marker") as connection:
-            found = await connection.execute(
-                text(f"SELECT execution_id FROM {self.marker_table} WHERE change_id = :change_id"),
-                {"change_id": change_id},
-            )
-            row = found.first()
+
+        async def query(connection: AsyncConnection) -> Any:
+            sql = f"SELECT execution_id FROM {self.marker_table} WHERE change_id = :change_id"
+            return (await connection.execute(text(sql), {"change_id": change_id})).first()
+
+        row = await self.read("reading the marker", query)
         return None if row is None else Marker(change_id, str(row[0]))
 
     async def delete_marker(self, change_id: str) -> None:

@@ -20,7 +20,7 @@ from aioflamingock.dynamodb._errors import translate
 from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ManualClock, ProtocolKit
 from aioflamingock.testing._child import EXIT_CODES
 from aioflamingock.testing._processes import Children
-from tests.servers import DYNAMODB_CREDENTIALS, ProxiedBacking, Proxy, dynamodb_client_options, dynamodb_session
+from tests.servers import DYNAMODB_CREDENTIALS, Proxy, SwitchedBacking, dynamodb_client_options, dynamodb_session
 
 from ._dynamodb_wire import Wire, key
 from ._owning import OwningStore
@@ -96,7 +96,7 @@ def app(dynamodb_client: Any, dynamodb_prefix: str) -> DynamoDBTargetSystem:
     return DynamoDBTargetSystem("app", client=dynamodb_client, marker_table=f"{dynamodb_prefix}marker")
 
 
-class DynamoDBKit(ProxiedBacking, ProtocolKit):
+class DynamoDBKit(SwitchedBacking, ProtocolKit):
     """`app` and its store on one client, `other` on a second client (the marker path); new clients per instance.
     Commits abort or lose their answer through botocore's events (`Wire`). moto ignores `ClientRequestToken`: a
     commit sent again after a lost answer is cancelled by the entry or marker the first one wrote, which proves that
@@ -193,7 +193,7 @@ class TestDynamoDBProtocol(BackendProtocol):
         proxy = Proxy(dynamodb_endpoint)
         proxy.start()
         kit = DynamoDBKit(dynamodb_endpoint, dynamodb_client, dynamodb_prefix, child_endpoint=proxy.uri)
-        kit.proxy = proxy
+        kit.switch = proxy
         yield kit
         await kit.aclose()
         proxy.stop()

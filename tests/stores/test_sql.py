@@ -30,7 +30,7 @@ from aioflamingock import (
 )
 from aioflamingock.sql import AlembicUpgrade, SQLAuditStore, SQLContext, SQLTargetSystem
 from aioflamingock.testing import AuditStoreConformance, BackendProtocol, Instance, ProtocolKit, simulated_aborts
-from tests.servers import ProxiedBacking, Proxy, Server, free_port
+from tests.servers import OwnedSQLServer, Proxy, Server, SwitchedBacking, free_port
 
 from ._owning import OwningStore
 
@@ -110,7 +110,7 @@ class TestSQLAuditStore(AuditStoreConformance):
         return "tests.stores.test_sql:open_store", self._args
 
 
-class SQLKit(ProxiedBacking, ProtocolKit):
+class SQLKit(SwitchedBacking, ProtocolKit):
     """`app` and its store on one engine, `other` on a second engine of the same database (the marker path); new
     engines per instance. Effects are rows of a table of the test's own."""
 
@@ -137,8 +137,10 @@ class SQLKit(ProxiedBacking, ProtocolKit):
     async def instance(self) -> Instance:
         if self._counter is None:
             from sqlalchemy import text
+            from sqlalchemy.ext.asyncio import create_async_engine
 
-            self._counter = self._engine()
+            self._counter = create_async_engine(engine_url(self.url), pool_pre_ping=True)  # the test's own reads,
+            self.exit_stack.push_async_callback(self._counter.dispose)  # also after its server restarted
             async with self._counter.begin() as connection:
                 await connection.execute(
                     text(f"CREATE TABLE IF NOT EXISTS {self.effects} (k VARCHAR(255) PRIMARY KEY, n INTEGER NOT NULL)")
@@ -186,19 +188,44 @@ class TestSQLProtocol(BackendProtocol):
         await kit.aclose()
 
     @pytest.fixture
-    async def outage_kit(self, sql_server: Server, sql_prefix: str) -> AsyncIterator[ProtocolKit]:
-        """The processes reach the server through a TCP proxy, which the test stops (connections refused, the open
-        ones cut) and starts again: the server and its data stay."""
+    async def outage_kit(
+        self, sql_server: Server, sql_prefix: str, owned_servers: dict[str, OwnedSQLServer | None]
+    ) -> AsyncIterator[ProtocolKit]:
+        """A server of the test module's own, which the test crashes and starts again (it recovers its data from
+        its log); where this machine cannot make one (not root, no server binaries), the processes reach the
+        fixture's server through a TCP proxy, which the test stops (connections refused, the open ones cut) and
+        starts again."""
         from sqlalchemy.engine import make_url
 
         url = make_url(sql_server.uri)
+        dialect = url.get_backend_name()
+        if dialect not in owned_servers:
+            owned_servers[dialect] = OwnedSQLServer.make(dialect)
+        owned = owned_servers[dialect]
+        if owned is not None:
+            own_url = make_url(owned.uri).set(drivername=url.drivername).render_as_string(hide_password=False)
+            kit = SQLKit(own_url, sql_prefix)
+            kit.switch = owned
+            yield kit
+            await kit.aclose()
+            return
         proxy = Proxy(f"http://{url.host}:{url.port}")
         proxy.start()
         kit = SQLKit(sql_server.uri, sql_prefix, url.set(host="127.0.0.1", port=proxy.port).render_as_string(False))
-        kit.proxy = proxy
+        kit.switch = proxy
         yield kit
         await kit.aclose()
         proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def owned_servers() -> Iterator[dict[str, OwnedSQLServer | None]]:
+    """The servers of this module's own, by dialect, made on first use (None: this machine cannot)."""
+    made: dict[str, OwnedSQLServer | None] = {}
+    yield made
+    for server in made.values():
+        if server is not None:
+            server.close()
 
 
 # -- what is the backend's own ---------------------------------------------------------------------------------------
