@@ -212,11 +212,16 @@ class SQLTargetSystem(TransactionalTargetSystem):
     async def _open(self) -> None:
         from sqlalchemy import text
 
-        with translate_errors(f"connecting to {self.describe()}"):
-            async with self._engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+        async def ping(connection: AsyncConnection) -> None:
+            await connection.execute(text("SELECT 1"))
+
+        self._open_now = True  # for `read`, which takes its connections from the engine
+        try:
+            await self.read(f"connecting to {self.describe()}", ping)
+        except BaseException:
+            self._open_now = False
+            raise
         self._guard.listen(self._engine)
-        self._open_now = True
 
     async def _close(self) -> None:
         self._guard.stop(self._engine)

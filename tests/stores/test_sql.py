@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from aioflamingock import (
     AuditState,
@@ -226,6 +227,57 @@ def owned_servers() -> Iterator[dict[str, OwnedSQLServer | None]]:
     for server in made.values():
         if server is not None:
             server.close()
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+async def test_a_service_whose_server_restarted_runs_again_on_the_same_engine(
+    dialect: str, owned_servers: dict[str, OwnedSQLServer | None]
+) -> None:
+    """A long-lived process (a worker) runs its changes, its server crashes and comes back, and it runs again with
+    the engine it had, whose pooled connections are all broken: the run succeeds at once."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    if dialect not in owned_servers:
+        owned_servers[dialect] = OwnedSQLServer.make(dialect)
+    owned = owned_servers[dialect]
+    if owned is None:
+        pytest.skip(f"needs a {dialect} server of the test's own: run the tests as root where it is installed")
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    url = make_url(owned.uri).set(drivername=DRIVERS[dialect]).render_as_string(hide_password=False)
+    made = create_async_engine(url, pool_size=4)
+
+    def inserting(number: int) -> type[Change]:
+        async def execute(self: Change, ctx: SQLContext) -> None:
+            await ctx.connection.execute(text(f"INSERT INTO {prefix}items (k) VALUES (:k)"), {"k": number})
+
+        attributes = {"id": f"item-{number}", "order": f"{number:04d}", "author": "tests", "target_system": "db"}
+        return type(f"Item{number}", (Change,), {**attributes, "execute": execute})
+
+    try:
+        async with made.begin() as connection:
+            await connection.execute(text(f"CREATE TABLE {prefix}items (k INTEGER PRIMARY KEY)"))
+        target = SQLTargetSystem("db", engine=made, marker_table=f"{prefix}marker")
+        store = SQLAuditStore.from_target(target, **tables(prefix))
+        first = await Flamingock(audit_store=store, target_systems=[target], changes=[inserting(1)]).run()
+        async with made.connect() as a, made.connect() as b, made.connect() as c:  # the application's own work
+            for connection in (a, b, c):
+                await connection.execute(text("SELECT 1"))
+        assert made.sync_engine.pool.checkedin() == 3
+
+        owned.stop()
+        owned.start()
+        fl = Flamingock(audit_store=store, target_systems=[target], changes=[inserting(1), inserting(2)])
+        second = await fl.run()
+
+        assert [c.outcome for c in first.changes] == [ChangeOutcome.APPLIED]
+        assert [c.outcome for c in second.changes] == [ChangeOutcome.ALREADY_APPLIED, ChangeOutcome.APPLIED]
+        assert [(e.change_id, e.state) async for e in fl.history()] == [
+            ("item-1", AuditState.APPLIED),
+            ("item-2", AuditState.APPLIED),
+        ]
+    finally:
+        await made.dispose()
 
 
 # -- what is the backend's own ---------------------------------------------------------------------------------------
