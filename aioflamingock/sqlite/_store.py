@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
@@ -38,6 +39,10 @@ def _table(kind: str, name: str) -> str:
     if not isinstance(name, str) or not _TABLE_NAME.fullmatch(name):
         raise ConfigurationError([f"{kind} {name!r} must match [A-Za-z_][A-Za-z0-9_]{{0,62}}"])
     return name
+
+
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+"""`INSERT ... RETURNING` (SQLite 3.35, 2021)."""
 
 
 class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
@@ -159,10 +164,12 @@ class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
         """One statement: `INSERT ... SELECT ... WHERE EXISTS (our lock row)`, atomic on its own. Inside a
         shared transaction (`append_in_transaction`) it runs on the same connection, so it joins that
         transaction."""
+        params = (*entry_row(entry), fence.key, fence.owner, fence.token)
         with translate_errors(f"recording {entry.state.value} of {entry.change_id!r}"):
-            inserted = await self.target._write(
-                self._fenced_insert(), (*entry_row(entry), fence.key, fence.owner, fence.token)
-            )
+            if _RETURNING:  # one trip to SQLite's thread: the rows say what was inserted
+                inserted = len(await self.target._fetch(f"{self._fenced_insert()} RETURNING 1", params))
+            else:
+                inserted = await self.target._write(self._fenced_insert(), params)
         if inserted != 1:
             raise LockLostError(
                 f"{entry.state.value} of {entry.change_id!r} not recorded: lock {fence.key!r} is no longer held "

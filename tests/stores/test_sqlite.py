@@ -96,3 +96,27 @@ class TestSQLiteProtocol(BackendProtocol):
     async def outage_kit(self) -> AsyncIterator[ProtocolKit]:
         pytest.skip("a local SQLite file cannot become unreachable while its data stays")
         yield  # pragma: no cover
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["insert-returning", "sqlite-before-3.35"])
+async def test_an_entry_is_written_only_under_the_live_fence_with_or_without_insert_returning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, returning: bool
+) -> None:
+    """The audit insert learns whether it wrote from its returned row (one trip to SQLite's thread) or, on SQLite
+    before 3.35, from its row count: either way a stale fence writes nothing and says so."""
+    from aioflamingock import AuditState, LockLostError
+    from aioflamingock.backend import AuditEntry, Fence, utc_now
+    from aioflamingock.sqlite import _store
+
+    monkeypatch.setattr(_store, "_RETURNING", returning)
+    target = SQLiteTargetSystem("db", path=tmp_path / "audit.db")
+    async with SQLiteAuditStore.from_target(target) as store:
+        lease = await store.lock.try_acquire("svc", "me", 30)
+        assert lease is not None
+        entry = AuditEntry(
+            execution_id="e1", stage_id="svc", change_id="c1", created_at=utc_now(), state=AuditState.APPLIED
+        )
+        await store.append(entry, fence=Fence("svc", "me", lease.token))
+        with pytest.raises(LockLostError, match="no longer held"):
+            await store.append(entry, fence=Fence("svc", "me", lease.token + 1))
+        assert [e.change_id async for e in store.history()] == ["c1"]
