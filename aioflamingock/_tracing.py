@@ -21,13 +21,30 @@ _TRACER_NAME = "aioflamingock"
 
 
 @cache
-def _tracer() -> Any:
-    """The library's tracer, looked up once: OpenTelemetry's proxy tracer follows a provider set later."""
+def _trace() -> Any:
+    """OpenTelemetry's `trace` module, or None without it (looked up once)."""
     try:
         from opentelemetry import trace
     except ImportError:
         return None
-    return trace.get_tracer(_TRACER_NAME)
+    return trace
+
+
+def _tracer() -> Any:
+    """The library's tracer; None without OpenTelemetry, or while no tracer provider is set (every span would be a
+    no-op, which still costs a tenth of a change's time on SQLite)."""
+    trace = _trace()
+    if trace is None:
+        return None
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return None
+    return _provider_tracer(provider)
+
+
+@cache
+def _provider_tracer(provider: Any) -> Any:
+    return provider.get_tracer(_TRACER_NAME)
 
 
 @contextmanager
