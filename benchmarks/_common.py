@@ -24,6 +24,7 @@ from typing import Any
 from aioflamingock import Change, Event, EventKind, Flamingock, NonTransactionalContext, RunStatus
 
 __all__ = [
+    "PEER_STATEMENT",
     "RESULTS",
     "AppliedRun",
     "CallCounter",
@@ -31,6 +32,8 @@ __all__ = [
     "PerChange",
     "Runs",
     "Window",
+    "alembic_project",
+    "alembic_upgrade",
     "argument_parser",
     "count_call",
     "cpu_model",
@@ -52,6 +55,8 @@ __all__ = [
     "tally",
     "timed",
     "write_results",
+    "yoyo_apply",
+    "yoyo_migrations",
 ]
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -303,6 +308,69 @@ def floor_times(floors: list[FloorRun], count: int) -> dict[str, Any]:
         "ms_per_change_last_quarter": statistics.median(f.quarters_ms[1] for f in floors),
         "seconds_each": [f.seconds for f in floors],
     }
+
+
+# -- the tools users would otherwise pick -----------------------------------------------------------------------------
+
+PEER_STATEMENT = "INSERT INTO bench (n) VALUES (1)"
+"""What every peer's trivial migration does, as the engine's trivial changes do."""
+
+
+def alembic_project(directory: Path, count: int, url: str = "") -> Path:
+    """An alembic project of `count` revisions in a chain, one `PEER_STATEMENT` each, one transaction per revision;
+    the database's URL in alembic.ini (`url`, for the `alembic` command) or given by the caller
+    (`config.attributes["url"]`)."""
+    versions = directory / "versions"
+    versions.mkdir(parents=True)
+    (directory / "alembic.ini").write_text(f"[alembic]\nscript_location = %(here)s\nsqlalchemy.url = {url}\n")
+    (directory / "env.py").write_text(
+        "from alembic import context\nfrom sqlalchemy import create_engine\n"
+        "url = context.config.attributes.get('url') or context.config.get_main_option('sqlalchemy.url')\n"
+        "engine = create_engine(url)\n"
+        "with engine.connect() as connection:\n"
+        "    context.configure(connection=connection, transaction_per_migration=True)\n"
+        "    with context.begin_transaction():\n        context.run_migrations()\n"
+    )
+    for i in range(count):
+        down = repr(f"r{i - 1:05d}") if i else "None"
+        (versions / f"r{i:05d}.py").write_text(
+            f"from alembic import op\nrevision = 'r{i:05d}'\ndown_revision = {down}\n"
+            f"def upgrade():\n    op.execute({PEER_STATEMENT!r})\n"
+        )
+    return directory / "alembic.ini"
+
+
+def alembic_upgrade(ini: Path, url: str) -> float:
+    """`alembic upgrade head`, in this process: its time."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(ini))
+    config.attributes["url"] = url
+    started = time.perf_counter()
+    command.upgrade(config, "head")
+    return time.perf_counter() - started
+
+
+def yoyo_migrations(directory: Path, count: int) -> Path:
+    """`count` yoyo migrations in a chain, one `PEER_STATEMENT` each."""
+    directory.mkdir(parents=True)
+    for i in range(count):
+        depends = f"__depends__ = {{'m{i - 1:05d}'}}\n" if i else ""
+        (directory / f"m{i:05d}.py").write_text(f"from yoyo import step\n{depends}steps = [step({PEER_STATEMENT!r})]\n")
+    return directory
+
+
+def yoyo_apply(directory: Path, url: str) -> float:
+    """What `yoyo apply` does, in this process, timed from the connection: read the applied migrations, apply the
+    rest, under its lock."""
+    from yoyo import get_backend, read_migrations
+
+    started = time.perf_counter()
+    backend = get_backend(url)
+    with backend.lock():
+        backend.apply_migrations(backend.to_apply(read_migrations(str(directory))))
+    return time.perf_counter() - started
 
 
 # -- server, machine, command line, results -------------------------------------------------------------------------

@@ -32,7 +32,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _common import argument_parser, generate_changes, machine_facts, package_version, print_machine, write_results
+from _common import (
+    alembic_project,
+    alembic_upgrade,
+    argument_parser,
+    generate_changes,
+    machine_facts,
+    package_version,
+    print_machine,
+    write_results,
+    yoyo_apply,
+    yoyo_migrations,
+)
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -194,58 +205,6 @@ async def floor_sqlalchemy(url: str, sync_url: str) -> float:
     elapsed = time.perf_counter() - started
     await engine.dispose()
     return elapsed
-
-
-def alembic_project(directory: Path, count: int) -> Path:
-    versions = directory / "versions"
-    versions.mkdir(parents=True)
-    (directory / "alembic.ini").write_text("[alembic]\nscript_location = %(here)s\n")
-    (directory / "env.py").write_text(
-        "from alembic import context\nfrom sqlalchemy import create_engine\n"
-        "engine = create_engine(context.config.attributes['url'])\n"
-        "with engine.connect() as connection:\n"
-        "    context.configure(connection=connection, transaction_per_migration=True)\n"
-        "    with context.begin_transaction():\n        context.run_migrations()\n"
-    )
-    for i in range(count):
-        down = repr(f"r{i - 1:04d}") if i else "None"
-        (versions / f"r{i:04d}.py").write_text(
-            f"from alembic import op\nrevision = 'r{i:04d}'\ndown_revision = {down}\n"
-            "def upgrade():\n    op.execute('INSERT INTO bench (n) VALUES (1)')\n"
-        )
-    return directory / "alembic.ini"
-
-
-def alembic_upgrade(ini: Path, url: str) -> float:
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config(str(ini))
-    config.attributes["url"] = url
-    started = time.perf_counter()
-    command.upgrade(config, "head")
-    return time.perf_counter() - started
-
-
-def yoyo_migrations(directory: Path, count: int) -> Path:
-    directory.mkdir(parents=True)
-    for i in range(count):
-        depends = f"__depends__ = {{'m{i - 1:04d}'}}\n" if i else ""
-        (directory / f"m{i:04d}.py").write_text(
-            f"from yoyo import step\n{depends}steps = [step('INSERT INTO bench (n) VALUES (1)')]\n"
-        )
-    return directory
-
-
-def yoyo_apply(directory: Path, url: str) -> float:
-    """What `yoyo apply` does, timed from the connection: read the applied migrations, apply the rest."""
-    from yoyo import get_backend, read_migrations
-
-    started = time.perf_counter()
-    backend = get_backend(url)
-    with backend.lock():
-        backend.apply_migrations(backend.to_apply(read_migrations(str(directory))))
-    return time.perf_counter() - started
 
 
 async def main(repeat: int) -> None:
