@@ -30,6 +30,7 @@ from ._errors import (
     PendingChangesError,
     RollbackFailedError,
     RunError,
+    StoreError,
 )
 from ._events import Event, EventKind, Listener, notify
 from ._health import health
@@ -346,7 +347,11 @@ class Flamingock:
     async def _run(
         self, specs: list[ChangeSpec], execution_id: str, results: list[ChangeResult], started: float
     ) -> RunReport:
+        if await self._applied_by_summary(specs):
+            results += [ChangeResult(s.id, ChangeOutcome.ALREADY_APPLIED) for s in specs]
+            return self._report(execution_id, specs, results, started, RunStatus.NO_CHANGES)
         if not any(row.pending for row in await self._plan(specs)):
+            await self._refresh_summary()
             results += [ChangeResult(s.id, ChangeOutcome.ALREADY_APPLIED) for s in specs]
             return self._report(execution_id, specs, results, started, RunStatus.NO_CHANGES)
         # Whatever is pending, even a change that looks stuck, is judged again under the lock: another
@@ -356,7 +361,22 @@ class Flamingock:
             await self._apply_all(await self._plan(specs), applier, results)
 
         await self._under_lock(execution_id, apply_all)
+        await self._refresh_summary()
         return self._report(execution_id, specs, results, started, RunStatus.SUCCESS)
+
+    async def _applied_by_summary(self, specs: list[ChangeSpec]) -> bool:
+        """Whether the store's summary (one small read, when it keeps one that is up to date) says every declared
+        change, and no other, is applied: then nothing is pending, whatever the size of the history."""
+        summary = await self.audit_store.applied_summary()
+        return summary is not None and summary.covers_exactly(s.id for s in specs)
+
+    async def _refresh_summary(self) -> None:
+        """After a run that leaves nothing pending: bring the store's summary up to date, so that the next start-up
+        reads only it. A failure costs the next start-up a full read, never the run."""
+        try:
+            await self.audit_store.refresh_summary()
+        except StoreError as exc:
+            logger.warning("the audit's summary was not updated (the next start-up reads every state): %s", exc)
 
     async def _apply_all(self, plan: list[PlanRow], applier: Applier, results: list[ChangeResult]) -> None:
         for row in plan:

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from ._errors import ClosedResourceError, ConfigurationError, CorruptAuditError
 from ._model import MAX_SECONDS, AuditEntry, DoctorCheck, Fence, LockInfo, LockLease, Marker, first_lower
 from ._redact import library_logger, redact
+from ._summary import AppliedSummary
 
 __all__ = [
     "LOCK_HORIZON_SECONDS",
@@ -370,6 +371,16 @@ class AuditStore(Resource, ABC):
     def shares_transactions_with(self, target: TargetSystem) -> bool:
         """Whether audit entries can be written inside `target`'s transactions (shared-transaction path)."""
         return False
+
+    async def applied_summary(self) -> AppliedSummary | None:
+        """The summary of the applied changes, from one small read, if the store keeps one and it is up to date
+        with every entry in the audit; None otherwise (the engine then reads every change's state). A store that
+        keeps one must never return a summary older than an entry written, changed or deleted since."""
+        return None
+
+    async def refresh_summary(self) -> None:
+        """Make the summary up to date with the audit, reading the audit and writing the summary atomically
+        (nothing written in between). Called when a run ends with nothing pending; a no-op by default."""
 
     async def append_in_transaction(self, tx: Transaction, entry: AuditEntry, *, fence: Fence) -> None:
         """Append `entry` inside `tx`, checking `fence` in the same transaction. Only called when

@@ -18,6 +18,8 @@ from aioflamingock.backend import AuditStore, Lock, TransactionalTargetSystem, c
 - reading what a store holds: `decode_entry` (an entry from a document), `AUDIT_COLUMNS`, `entry_row`,
   `row_entry` and `AuditTable` (an entry as a row of a SQL table), `entry_fix`, `skip_corrupt`, `corrupt_entries`,
   `lock_info`, `epoch_datetime`, `LOCK_HORIZON_SECONDS`, `utc_now`;
+- keeping a summary of the applied changes for a start-up that does not read the whole audit: `AppliedSummary`,
+  `summarize`, `summary_of`, `APPLIED_STATES`;
 - the driver's boundary: `ErrorTable` and `ErrorRule` (one table translating the driver's exceptions), `named`,
   `import_driver` (a driver imported when first needed), `retrying` and `Backoff` (trying again while a failure
   is transient, up to a deadline);
@@ -62,10 +64,13 @@ from ._interfaces import (
 from ._model import AuditEntry, AuditState, DoctorCheck, Fence, LockInfo, LockLease, Marker, TxStrategy, utc_now
 from ._redact import library_logger, redact
 from ._rows import AUDIT_COLUMNS, AuditTable, entry_row, row_entry
+from ._summary import APPLIED_STATES, AppliedSummary, summarize, summary_of
 
 __all__ = [
+    "APPLIED_STATES",
     "AUDIT_COLUMNS",
     "LOCK_HORIZON_SECONDS",
+    "AppliedSummary",
     "AuditEntry",
     "AuditState",
     "AuditStore",
@@ -113,5 +118,7 @@ __all__ = [
     "row_entry",
     "set_while",
     "skip_corrupt",
+    "summarize",
+    "summary_of",
     "utc_now",
 ]

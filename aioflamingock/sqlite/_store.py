@@ -6,8 +6,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
+import anyio
+
 from ..backend import (
+    APPLIED_STATES,
     AUDIT_COLUMNS,
+    AppliedSummary,
     AuditEntry,
     AuditTable,
     ConfigurationError,
@@ -19,6 +23,7 @@ from ..backend import (
     Transaction,
     check_distinct,
     entry_row,
+    summarize,
 )
 from ._errors import translate_errors
 from ._lock import SQLiteLock
@@ -66,8 +71,15 @@ class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
         self.audit_table = _table("audit_table", audit_table)
         self.lock_table = _table("lock_table", lock_table)
         # The marker table lives in the same file when a change on this database takes the marker path.
-        check_distinct("SQLiteAuditStore", audit_table=audit_table, lock_table=lock_table, marker_table=MARKER_TABLE)
+        check_distinct(
+            "SQLiteAuditStore",
+            audit_table=audit_table,
+            lock_table=lock_table,
+            marker_table=MARKER_TABLE,
+            summary_table=f"{audit_table}_summary",
+        )
         self._lock = SQLiteLock(target, self.lock_table, clock)
+        self._summary_table = f"{self.audit_table}_summary"
         where = f"SQLite table {self.audit_table!r} in {target.path!r}"
         self._table = AuditTable(self.audit_table, lambda id: f"{where}, row id {id}")
 
@@ -102,6 +114,16 @@ class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
             self.lock_table: f"CREATE TABLE IF NOT EXISTS {self.lock_table} (key TEXT PRIMARY KEY, "
             "owner TEXT NOT NULL, status TEXT NOT NULL, acquired_at REAL NOT NULL, expires_at REAL NOT NULL, "
             "fencing_token INTEGER NOT NULL)",
+            self._summary_table: f"CREATE TABLE IF NOT EXISTS {self._summary_table} (id INTEGER PRIMARY KEY "
+            "CHECK (id = 1), last_id INTEGER NOT NULL, applied INTEGER NOT NULL, digest TEXT NOT NULL)",
+            # Any entry changed or deleted, by anyone, with any tool: the summary is gone with it. (An entry added
+            # is seen by the summary's `last_id`, which is then no longer the audit's newest id.)
+            **{
+                f"{self._summary_table}_on_{event.lower()}": f"CREATE TRIGGER IF NOT EXISTS "
+                f"{self._summary_table}_on_{event.lower()} AFTER {event} ON {self.audit_table} "
+                f"BEGIN DELETE FROM {self._summary_table}; END"
+                for event in ("UPDATE", "DELETE")
+            },
         }
 
     async def _create_tables(self) -> None:
@@ -187,6 +209,47 @@ class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
         with translate_errors("reading the current states"):
             rows = await self.target._fetch(self._table.newest_sql)
         return self._table.newest(rows, change_ids)
+
+    async def applied_summary(self) -> AppliedSummary | None:
+        """One statement, one row: the summary, if no entry was added since it was written (its `last_id` is the
+        audit's newest id; the triggers drop it when an entry is changed or deleted)."""
+        sql = (
+            f"SELECT s.last_id, s.applied, s.digest, (SELECT COALESCE(MAX(id), 0) FROM {self.audit_table}) "
+            f"FROM {self._summary_table} s WHERE s.id = 1"
+        )
+        with translate_errors("reading the audit's summary"):
+            rows = await self.target._fetch(sql)
+        if not rows:
+            return None
+        last_id, applied, digest, newest = rows[0]
+        if last_id != newest or not isinstance(applied, int) or not isinstance(digest, str):
+            return None
+        return AppliedSummary(applied, digest)
+
+    async def refresh_summary(self) -> None:
+        """In one write transaction (no other writer meanwhile, on any connection): each change's newest state,
+        then the summary of them."""
+        if self.target.connection.in_transaction:
+            return  # not inside someone's transaction
+        applied = ", ".join(f"'{state.value}'" for state in APPLIED_STATES)
+        newest = (
+            f"SELECT a.id, a.change_id, a.state IN ({applied}) FROM {self.audit_table} a JOIN "
+            f"(SELECT MAX(id) AS id FROM {self.audit_table} GROUP BY change_id) n ON a.id = n.id"
+        )
+        with translate_errors("updating the audit's summary"):
+            await self.target._run("BEGIN IMMEDIATE")
+            try:
+                rows = await self.target._fetch(newest)
+                summary = summarize(str(change_id) for _, change_id, is_applied in rows if is_applied)
+                await self.target._write(
+                    f"INSERT OR REPLACE INTO {self._summary_table} (id, last_id, applied, digest) VALUES (1, ?, ?, ?)",
+                    (max((row[0] for row in rows), default=0), summary.count, summary.digest),
+                )
+                await self.target._run("COMMIT")
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self.target._rollback()
+                raise
 
     async def _page(self, after: int, limit: int) -> list[tuple[Any, ...]]:
         with translate_errors("reading the history"):
