@@ -61,6 +61,7 @@ from ._model import (
 )
 from ._planning import PlanRow, blocking, issues, live_holder, read_plan
 from ._redact import library_logger, redact
+from ._summary import AppliedSummary, summarize
 
 __all__ = ["DISABLE_ENV_VAR", "Flamingock", "NonIdempotentRetryWarning"]
 
@@ -145,6 +146,7 @@ class Flamingock:
         self.enabled = enabled
         self._sources: list[ChangeSource] = [changes] if isinstance(changes, str | type) else list(changes)
         self._listeners = list(listeners)
+        self._declared: tuple[list[ChangeSpec], AppliedSummary] | None = None
         self._log = {"service": self.service}
         self._specs: list[ChangeSpec] | None = None
         self._state = _State.NEW
@@ -368,7 +370,11 @@ class Flamingock:
         """Whether the store's summary (one small read, when it keeps one that is up to date) says every declared
         change, and no other, is applied: then nothing is pending, whatever the size of the history."""
         summary = await self.audit_store.applied_summary()
-        return summary is not None and summary.covers_exactly(s.id for s in specs)
+        if summary is None:
+            return False
+        if self._declared is None or self._declared[0] is not specs:  # the ids' digest, once per loaded list
+            self._declared = (specs, summarize(s.id for s in specs))
+        return summary == self._declared[1]
 
     async def _refresh_summary(self) -> None:
         """After a run that leaves nothing pending: bring the store's summary up to date, so that the next start-up

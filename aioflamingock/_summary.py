@@ -1,5 +1,5 @@
-"""A summary of the audit small enough to read at every start-up: how many change ids are applied, and an
-order-independent digest of which. A run whose declared changes match it has nothing to do, whatever the size of
+"""A summary of the audit small enough to read at every start-up: how many change ids are applied, and a digest
+of which, independent of their order. A run whose declared changes match it has nothing to do, whatever the size of
 the history; a store that keeps one says so through `AuditStore.applied_summary()`."""
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ APPLIED_STATES = frozenset({AuditState.APPLIED, AuditState.MANUAL_MARKED_AS_APPL
 
 @dataclass(frozen=True, slots=True)
 class AppliedSummary:
-    """`count` change ids whose current state is in `APPLIED_STATES`; `digest`, the XOR of the 128-bit BLAKE2b of
-    each of those ids (UTF-8), in hex: equal for equal sets, whatever the order."""
+    """`count` change ids whose current state is in `APPLIED_STATES`; `digest`, the 128-bit BLAKE2b, in hex, of those
+    ids sorted and joined by newlines (UTF-8): equal for equal sets, whatever the order. (Declared ids hold no
+    newline, so with the count no other set of ids can join to the same text.)"""
 
     count: int
     digest: str
@@ -30,12 +31,9 @@ class AppliedSummary:
 
 
 def summarize(change_ids: Iterable[str]) -> AppliedSummary:
-    """The summary of a set of applied ids (a repeated id counts once)."""
-    ids = set(change_ids)
-    digest = 0
-    for change_id in ids:
-        digest ^= int.from_bytes(hashlib.blake2b(change_id.encode(), digest_size=16).digest(), "big")
-    return AppliedSummary(len(ids), f"{digest:032x}")
+    """The summary of a set of applied ids (a repeated id counts once). About a microsecond an id, in C."""
+    ids = sorted(set(change_ids))
+    return AppliedSummary(len(ids), hashlib.blake2b("\n".join(ids).encode(), digest_size=16).hexdigest())
 
 
 def summary_of(current: Mapping[str, AuditEntry]) -> AppliedSummary:
