@@ -8,6 +8,7 @@ import socket
 import time
 import uuid
 import warnings
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -450,8 +451,8 @@ class Flamingock:
         return RunReport(execution_id, status, [*results, *rest], time.monotonic() - started)
 
     async def _finish(self, report: RunReport) -> None:
-        counts = {o: len(report.with_outcome(o)) for o in ChangeOutcome}
-        summary = ", ".join(f"{n} {o.value.lower().replace('_', ' ')}" for o, n in counts.items() if n)
+        counts = Counter(c.outcome for c in report.changes)
+        summary = ", ".join(f"{counts[o]} {o.value.lower().replace('_', ' ')}" for o in ChangeOutcome if counts[o])
         logger.info(
             "aioflamingock run %s: %s (%s) in %.3fs",
             report.execution_id,
