@@ -207,7 +207,8 @@ def test_listeners_receive_every_event_and_metadata_lands_in_every_entry(tmp_pat
 def test_stores_sqlite_keeps_two_independent_audits_in_one_file(tmp_path: Path) -> None:
     out = run_example("stores_sqlite.py", cwd=tmp_path)
     assert out.splitlines() == [
-        "tables: billing_audit_log, billing_lock, flamingock_audit_log, flamingock_lock, invoices, users",
+        "tables: billing_audit_log, billing_audit_log_summary, billing_lock, flamingock_audit_log, "
+        "flamingock_audit_log_summary, flamingock_lock, invoices, users",
         "flamingock_audit_log: [('create-users', 'APPLIED', 'TX_AUDIT_STORE_SHARED')]",
         "billing_audit_log: [('create-invoices', 'APPLIED', 'TX_AUDIT_STORE_SHARED')]",
     ]

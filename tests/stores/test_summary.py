@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from aioflamingock import Change, Flamingock, PlannedAction, RunError, RunStatus
+from aioflamingock import Change, Flamingock, PendingChangesError, PlannedAction, RunError, RunStatus
 from aioflamingock.backend import summary_of
 from aioflamingock.sqlite import SQLiteAuditStore, SQLiteContext, SQLiteTargetSystem
 
@@ -178,3 +178,21 @@ async def test_a_new_change_is_never_taken_for_applied_by_the_summary(tmp_path: 
     await engine(path, list(IDS[:3])).run()  # the summary is now up to date with c0..c2
     report = await engine(path, list(IDS)).run()
     assert report.applied == ["c3", "c4"]
+
+
+async def test_validate_answers_from_the_summary_and_still_names_what_is_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "app.db"
+    create_effects(path)
+    await engine(path, list(IDS[:3])).run()
+
+    async def every_state(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("validate read every change's state")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(SQLiteAuditStore, "current_states", every_state)
+        await engine(path, list(IDS[:3])).validate()
+    with pytest.raises(PendingChangesError) as caught:
+        await engine(path, list(IDS)).validate()
+    assert caught.value.pending == ["c3", "c4"]
