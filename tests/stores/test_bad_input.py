@@ -59,8 +59,8 @@ class SQLiteKit(Kit):
     async def snapshot(self) -> Any:
         with sqlite3.connect(self.path) as conn:
             names = [row[0] for row in conn.execute("SELECT name FROM sqlite_master ORDER BY name")]
-            tables = [n for n in names if not n.startswith("sqlite_")]
-            dump = {n: conn.execute(f"SELECT * FROM {n}").fetchall() for n in tables if not n.endswith("_change")}
+            tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            dump = {n: conn.execute(f"SELECT * FROM {n}").fetchall() for n in tables if not n.startswith("sqlite_")}
         conn.close()
         return names, dump
 
