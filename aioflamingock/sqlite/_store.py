@@ -18,11 +18,13 @@ from ..backend import (
     DoctorCheck,
     Fence,
     LockLostError,
+    StoreError,
     TargetStore,
     TargetSystem,
     Transaction,
     check_distinct,
     entry_row,
+    library_logger,
     summarize,
 )
 from ._errors import translate_errors
@@ -45,6 +47,8 @@ def _table(kind: str, name: str) -> str:
         raise ConfigurationError([f"{kind} {name!r} must match [A-Za-z_][A-Za-z0-9_]{{0,62}}"])
     return name
 
+
+logger = library_logger(__name__)
 
 _RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 """`INSERT ... RETURNING` (SQLite 3.35, 2021)."""
@@ -80,6 +84,7 @@ class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
         )
         self._lock = SQLiteLock(target, self.lock_table, clock)
         self._summary_table = f"{self.audit_table}_summary"
+        self._summary_kept = True
         where = f"SQLite table {self.audit_table!r} in {target.path!r}"
         self._table = AuditTable(self.audit_table, lambda id: f"{where}, row id {id}")
 
@@ -129,9 +134,20 @@ class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
     async def _create_tables(self) -> None:
         """One read when the schema is there (every start-up but the first); the missing pieces otherwise."""
         schema = self._schema()
+        self._summary_kept = True
         with translate_errors("creating the audit tables"):
-            for name in await self._missing(schema):
-                await self.target._write(schema[name])
+            missing = await self._missing(schema)
+        for name in missing:
+            try:
+                with translate_errors("creating the audit tables"):
+                    await self.target._write(schema[name])
+            except StoreError:
+                if not name.startswith(self._summary_table):
+                    raise
+                # A database this role may only read (a monitoring job's `plan`, say): no summary, every
+                # start-up reads every state, as before the summary existed.
+                self._summary_kept = False
+                logger.info("no summary of the audit in %r (%s): start-ups read every state", self.target.path, name)
 
     async def _missing(self, schema: dict[str, str]) -> list[str]:
         """The tables and indexes of `schema` not in the database, in `schema`'s order. A table of that name that
@@ -217,6 +233,8 @@ class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
             f"SELECT s.last_id, s.applied, s.digest, (SELECT COALESCE(MAX(id), 0) FROM {self.audit_table}) "
             f"FROM {self._summary_table} s WHERE s.id = 1"
         )
+        if not self._summary_kept:
+            return None
         with translate_errors("reading the audit's summary"):
             rows = await self.target._fetch(sql)
         if not rows:
@@ -229,8 +247,8 @@ class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
     async def refresh_summary(self) -> None:
         """In one write transaction (no other writer meanwhile, on any connection): each change's newest state,
         then the summary of them."""
-        if self.target.connection.in_transaction:
-            return  # not inside someone's transaction
+        if not self._summary_kept or self.target.connection.in_transaction:
+            return  # no summary table, or inside someone's transaction
         applied = ", ".join(f"'{state.value}'" for state in APPLIED_STATES)
         newest = (
             f"SELECT a.id, a.change_id, a.state IN ({applied}) FROM {self.audit_table} a JOIN "

@@ -196,3 +196,32 @@ async def test_validate_answers_from_the_summary_and_still_names_what_is_pending
     with pytest.raises(PendingChangesError) as caught:
         await engine(path, list(IDS)).validate()
     assert caught.value.pending == ["c3", "c4"]
+
+
+async def test_a_database_where_the_summary_cannot_be_created_still_runs_reading_every_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An audit made before the summary existed, opened by a role that may not create tables there (simulated:
+    root may write any file): the store opens, and runs and plans read every state as before."""
+    path = tmp_path / "app.db"
+    create_effects(path)
+    await engine(path, list(IDS[:2])).run()
+    with sqlite3.connect(path) as connection:  # as an older version left it
+        connection.execute("DROP TRIGGER flamingock_audit_log_summary_on_update")
+        connection.execute("DROP TRIGGER flamingock_audit_log_summary_on_delete")
+        connection.execute("DROP TABLE flamingock_audit_log_summary")
+    connection.close()
+    write = SQLiteTargetSystem._write
+
+    async def read_only(self: SQLiteTargetSystem, sql: str, params: tuple[Any, ...] = ()) -> int:
+        if "_summary" in sql:
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+        return await write(self, sql, params)
+
+    monkeypatch.setattr(SQLiteTargetSystem, "_write", read_only)
+    report = await engine(path, list(IDS[:3])).run()
+    assert report.applied == ["c2"]
+    assert (await engine(path, list(IDS[:3])).run()).status is RunStatus.NO_CHANGES
+    fl = engine(path, list(IDS[:3]))
+    async with fl:
+        assert await fl.audit_store.applied_summary() is None
