@@ -5,7 +5,9 @@ from functools import cached_property
 from typing import Any
 
 from ..backend import (
+    APPLIED_STATES,
     AUDIT_COLUMNS,
+    AppliedSummary,
     AuditEntry,
     AuditTable,
     ConfigurationError,
@@ -17,13 +19,17 @@ from ..backend import (
     Transaction,
     check_distinct,
     entry_row,
+    library_logger,
+    summarize,
 )
-from ._dialect import qualified
+from ._dialect import POSTGRESQL, qualified
 from ._errors import is_denied, translate_errors
 from ._lock import SQLLock
 from ._target import SQLTargetSystem, SQLTransaction, has_table
 
 __all__ = ["DEFAULT_AUDIT_TABLE", "DEFAULT_LOCK_TABLE", "SQLAuditStore"]
+
+logger = library_logger(__name__)
 
 DEFAULT_AUDIT_TABLE = "flamingock_audit_log"
 DEFAULT_LOCK_TABLE = "flamingock_lock"
@@ -83,6 +89,8 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
         )
         self.create_tables = create_tables
         self._lock = SQLLock(target, self.lock_table)
+        self._summary_table = f"{self.audit_table}_summary"
+        self._summary_kept = False
         where = f"table {self.audit_table!r} of {target.describe()}"
         self._table = AuditTable(self.audit_table, lambda id: f"{where}, id {id}")
 
@@ -138,6 +146,7 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
                 # instances starting together race to create them: the loser finds them made
                 if name in await self._missing(schema):
                     raise
+        await self._prepare_summary()
 
     async def _missing(self, schema: dict[str, str]) -> list[str]:
         return (await self._look(schema))[0]
@@ -261,6 +270,147 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
             "grant them (SELECT, INSERT on the audit table; SELECT, INSERT, UPDATE, DELETE on the lock table; "
             f"CREATE on the {dialect.schema_word}), or have an administrator create the tables",
         )
+
+    # -- the summary of the applied changes --------------------------------------------------------------------------
+
+    def _summary_schema(self, owner_schema: str = "") -> dict[str, str]:
+        """The summary's table and what drops it when an entry is changed or deleted, by name, with the statements
+        that create them (PostgreSQL: a function, run as its owner, and a statement trigger; MySQL: two row
+        triggers). An entry added is seen by the summary's `last_id`, which is then no longer the newest id."""
+        summary, audit = self._summary_table, self.audit_table
+        base = audit.rpartition(".")[2]
+        table = (
+            f"CREATE TABLE {summary} (id INTEGER NOT NULL PRIMARY KEY, last_id BIGINT NOT NULL, "
+            f"applied BIGINT NOT NULL, digest VARCHAR(64) NOT NULL){self.target.dialect.table_options}"
+        )
+        if self.target.dialect is POSTGRESQL:
+            # Run as its owner (who made the summary), with no search path to hijack: the table's name in full.
+            function, full = f"{summary}_forget", summary if "." in summary else f"{owner_schema}.{summary}"
+            return {
+                summary: table,
+                function: f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER "
+                f"SET search_path = pg_catalog, pg_temp AS $$ BEGIN DELETE FROM {full}; RETURN NULL; END $$",
+                f"{base}_summary_on_change": f"CREATE TRIGGER {base}_summary_on_change AFTER UPDATE OR DELETE OR "
+                f"TRUNCATE ON {audit} FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
+            }
+        owner = f"{audit.rpartition('.')[0]}." if "." in audit else ""
+        return {
+            summary: table,
+            **{
+                f"{base}_summary_on_{event.lower()}": f"CREATE TRIGGER {owner}{base}_summary_on_{event.lower()} "
+                f"AFTER {event} ON {audit} FOR EACH ROW DELETE FROM {summary}"
+                for event in ("UPDATE", "DELETE")
+            },
+        }
+
+    async def _summary_missing(self) -> list[str]:
+        from sqlalchemy import inspect
+
+        schema = self.audit_table.rpartition(".")[0] or None
+        wanted = list(self._summary_schema())
+        if self.target.dialect is POSTGRESQL:
+            sql = (
+                "SELECT :table WHERE to_regclass(:table) IS NOT NULL "
+                "UNION ALL SELECT :function WHERE to_regprocedure(:function || '()') IS NOT NULL "
+                "UNION ALL SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass(:audit) AND tgname = :trigger"
+            )
+            params: dict[str, Any] = {
+                "table": wanted[0],
+                "function": wanted[1],
+                "trigger": wanted[2],
+                "audit": self.audit_table,
+            }
+            found = {str(row[0]) for row in await self._rows(sql, params, "looking for the audit's summary")}
+        else:
+            sql = (
+                "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = "
+                "COALESCE(:schema, DATABASE()) AND TRIGGER_NAME IN (:update, :delete)"
+            )
+            params = {"schema": schema, "update": wanted[1], "delete": wanted[2]}
+            found = {str(row[0]) for row in await self._rows(sql, params, "looking for the audit's summary")}
+            owner, _, table = self._summary_table.rpartition(".")
+
+            def look(sync: Any) -> bool | None:
+                return has_table(inspect(sync), table, owner or None)
+
+            if await self.target.read("looking for the audit's summary", lambda c: c.run_sync(look)):
+                found.add(self._summary_table)
+        return [name for name in wanted if name not in found]
+
+    async def _prepare_summary(self) -> None:
+        """Create what the summary needs, where the role may; without it (a role that may not create tables or
+        triggers, `create_tables=False`, MySQL's binary log refusing triggers), every start-up reads every state."""
+        self._summary_kept = False
+        owner = ""
+        if self.target.dialect is POSTGRESQL and "." not in self.audit_table:
+            [(owner,)] = await self._rows("SELECT current_schema()", {}, "reading the current schema")
+        schema = self._summary_schema(str(owner))
+        missing = await self._summary_missing()
+        if missing and not self.create_tables:
+            logger.info(
+                "%s: no summary of the audit (run %s to have one)",
+                self.describe(),
+                "; ".join(schema[n] for n in missing),
+            )
+            return
+        for name in missing:
+            try:
+                async with self.target.connect("creating the audit's summary") as connection:
+                    await connection.exec_driver_sql(schema[name])
+            except Exception as exc:
+                if name in await self._summary_missing():  # instances starting together: the loser finds it made
+                    logger.info("%s: no summary of the audit (%s): start-ups read every state", self.describe(), exc)
+                    return
+        self._summary_kept = True
+
+    async def applied_summary(self) -> AppliedSummary | None:
+        """One statement, one row: the summary, if no entry was added since it was written (its `last_id` is the
+        audit's newest id; the triggers drop it when an entry is changed or deleted)."""
+        if not self._summary_kept:
+            return None
+        sql = (
+            f"SELECT s.last_id, s.applied, s.digest, (SELECT COALESCE(MAX(id), 0) FROM {self.audit_table}) "
+            f"FROM {self._summary_table} s WHERE s.id = 1"
+        )
+        rows = await self._rows(sql, {}, "reading the audit's summary")
+        if not rows:
+            return None
+        last_id, applied, digest, newest = rows[0]
+        if last_id != newest or not isinstance(applied, int) or not isinstance(digest, str):
+            return None
+        return AppliedSummary(applied, digest)
+
+    async def refresh_summary(self) -> None:
+        """In one transaction that no entry can be added to, changed in or deleted from meanwhile (PostgreSQL: the
+        audit locked in SHARE mode; MySQL: its newest id and each change's newest row read with shared locks): each
+        change's newest state, then the summary of them."""
+        from sqlalchemy import text
+
+        if not self._summary_kept:
+            return
+        audit, summary = self.audit_table, self._summary_table
+        applied = ", ".join(f"'{state.value}'" for state in APPLIED_STATES)
+        newest = (
+            f"SELECT a.id, a.change_id, a.state IN ({applied}) FROM {audit} a JOIN "
+            f"(SELECT MAX(id) AS id FROM {audit} GROUP BY change_id) n ON a.id = n.id"
+        )
+        postgresql = self.target.dialect is POSTGRESQL
+        upsert = f"INSERT INTO {summary} (id, last_id, applied, digest) VALUES (1, :last_id, :applied, :digest) " + (
+            "ON CONFLICT (id) DO UPDATE SET last_id = EXCLUDED.last_id, applied = EXCLUDED.applied, "
+            "digest = EXCLUDED.digest"
+            if postgresql
+            else "ON DUPLICATE KEY UPDATE last_id = VALUES(last_id), applied = VALUES(applied), digest = VALUES(digest)"
+        )
+        async with self.target.begin("updating the audit's summary") as connection:
+            if postgresql:
+                await connection.execute(text(f"LOCK TABLE {audit} IN SHARE MODE"))
+            else:
+                await connection.execute(text(f"SELECT MAX(id) FROM {audit} LOCK IN SHARE MODE"))
+                newest += " LOCK IN SHARE MODE"
+            rows = (await connection.execute(text(newest))).all()
+            made = summarize(str(change_id) for _, change_id, is_applied in rows if is_applied)
+            last_id = max((int(row[0]) for row in rows), default=0)
+            await connection.execute(text(upsert), {"last_id": last_id, "applied": made.count, "digest": made.digest})
 
     # -- the audit --------------------------------------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
-"""The start-up summary (SQLite): a run with nothing pending reads one row instead of every change's state, and the
-summary never says something the full read does not. Random histories — applied and failed changes, on both
+"""The start-up summary: a run with nothing pending reads one row instead of every change's state, and the summary
+never says something the full read does not. Random histories — applied and failed changes, on both
 transactional and non-transactional paths, `fix` either way, `undo`, changes no longer declared and declared
 again, an entry written by a tool that keeps no summary, an entry deleted by hand — are driven through a real
-store; after each step the summary is either absent or exactly the summary of the full read, and its fast answer
-never says "nothing pending" when the plan has something to do."""
+store (SQLite, PostgreSQL, MariaDB/MySQL); after each step the summary is either absent or exactly the summary of
+the full read, and its fast answer never says "nothing pending" when the plan has something to do."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from aioflamingock import Change, Flamingock, PendingChangesError, PlannedAction, RunError, RunStatus
 from aioflamingock.backend import summary_of
 from aioflamingock.sqlite import SQLiteAuditStore, SQLiteContext, SQLiteTargetSystem
+from tests.servers import Server
 
 IDS = ("c0", "c1", "c2", "c3", "c4")
 NON_TRANSACTIONAL = {"c2", "c3"}
@@ -30,16 +31,21 @@ human, unless the change retries: c3 is ALWAYS_RETRY)."""
 
 
 def changes(failing: set[str]) -> dict[str, type[Change]]:
-    """One class per id, which fails when its id is in `failing`."""
+    """One class per id, which fails when its id is in `failing`; on any SQL target."""
+
+    async def touch(ctx: Any) -> None:
+        from sqlalchemy import text
+
+        await ctx.connection.execute("SELECT 1" if isinstance(ctx, SQLiteContext) else text("SELECT 1"))
 
     def make(change_id: str, order: int) -> type[Change]:
-        async def execute(self: Change, ctx: SQLiteContext) -> None:
-            await ctx.connection.execute("INSERT INTO effects (k) VALUES (?)", (change_id,))
+        async def execute(self: Change, ctx: Any) -> None:
+            await touch(ctx)
             if change_id in failing:
                 raise RuntimeError(f"{change_id} fails this time")
 
-        async def rollback(self: Change, ctx: SQLiteContext) -> None:
-            await ctx.connection.execute("DELETE FROM effects WHERE k = ?", (change_id,))
+        async def rollback(self: Change, ctx: Any) -> None:
+            await touch(ctx)
 
         attributes: dict[str, Any] = {
             "id": change_id,
@@ -52,13 +58,179 @@ def changes(failing: set[str]) -> dict[str, type[Change]]:
         }
         if change_id == "c3":
             attributes["recovery"] = "ALWAYS_RETRY"
-            attributes["idempotency"] = "its row is keyed by its id: a second insert adds nothing a reader counts"
+            attributes["idempotency"] = "it only reads"
         return type(f"Change_{change_id}", (Change,), attributes)
 
     return {change_id: make(change_id, i) for i, change_id in enumerate(IDS)}
 
 
-def engine(path: Path, declared: list[str], failing: set[str] = frozenset()) -> Flamingock:  # type: ignore[assignment]
+class Backend:
+    """One database for one history: engines on it, and a connection for what is done by hand."""
+
+    audit = "flamingock_audit_log"
+
+    async def __aenter__(self) -> Backend:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.by_hand.dispose()
+
+    by_hand: Any
+
+    def store(self) -> Any:
+        raise NotImplementedError
+
+    def engine(self, declared: list[str], failing: set[str] | frozenset[str] = frozenset()) -> Flamingock:
+        store = self.store()
+        made = changes(set(failing))
+        return Flamingock(audit_store=store, target_systems=[store.target], changes=[made[i] for i in declared])
+
+    def raw(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
+        """A statement run by hand, as a human or another tool would; its rows (none if the audit is not made)."""
+        from sqlalchemy import inspect, text
+
+        with self.by_hand.begin() as connection:
+            if not inspect(connection).has_table(self.audit):
+                return []
+            found = connection.execute(text(sql), params or {})
+            return list(found.all()) if found.returns_rows else []
+
+
+class SQLiteBackend(Backend):
+    def __init__(self, directory: Path) -> None:
+        from sqlalchemy import create_engine
+
+        self.path = directory / "app.db"
+        self.by_hand = create_engine(f"sqlite:///{self.path}")
+
+    def store(self) -> Any:
+        return SQLiteAuditStore.from_target(SQLiteTargetSystem("db", path=self.path))
+
+
+class SQLBackend(Backend):
+    def __init__(self, server: Server) -> None:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        from tests.stores.test_sql import _sync_engine, engine_url
+
+        self.server, self.prefix = server, f"h{uuid.uuid4().hex[:10]}_"
+        self.audit = f"{self.prefix}audit"
+        self.made = create_async_engine(engine_url(server.uri))
+        self.by_hand = _sync_engine(server)
+
+    async def __aexit__(self, *exc: object) -> None:
+        from tests.stores.test_sql import _drop_tables
+
+        await self.made.dispose()
+        self.by_hand.dispose()
+        _drop_tables(self.server, self.prefix)
+
+    def store(self) -> Any:
+        from aioflamingock.sql import SQLAuditStore, SQLTargetSystem
+
+        target = SQLTargetSystem("db", engine=self.made, marker_table=f"{self.prefix}marker")
+        return SQLAuditStore.from_target(target, audit_table=self.audit, lock_table=f"{self.prefix}lock")
+
+
+async def check_summary(backend: Backend) -> None:
+    """The summary is absent or equals the full read's; where it says a declared set has nothing pending, so does
+    the plan."""
+    fl = backend.engine(list(IDS))
+    async with fl:
+        store = fl.audit_store
+        summary = await store.applied_summary()
+        full = summary_of(await store.current_states())
+    if summary is not None:
+        assert summary == full, "the summary disagrees with the audit"
+    for size in range(len(IDS) + 1):
+        declared = list(IDS[:size])
+        if summary is not None and summary.covers_exactly(declared):
+            planned = await backend.engine(declared).plan()
+            assert all(p.action is PlannedAction.SKIP for p in planned), planned
+
+
+STEP = st.one_of(
+    st.tuples(  # half of them with nothing failing: a run that ends with nothing pending writes the summary
+        st.just("run"), st.integers(0, len(IDS)), st.one_of(st.just(set()), st.sets(st.sampled_from(IDS), max_size=2))
+    ),
+    st.tuples(st.just("fix"), st.sampled_from(IDS), st.sampled_from(["applied", "rolled-back"])),
+    st.tuples(st.just("undo"), st.integers(1, len(IDS)), st.just(None)),
+    st.tuples(st.just("foreign entry"), st.sampled_from(IDS), st.sampled_from(["STARTED", "APPLIED", "FAILED"])),
+    st.tuples(st.just("delete newest"), st.sampled_from(IDS), st.just(None)),
+)
+EXAMPLES = [
+    [("run", 5, set()), ("delete newest", "c0", None)],  # not the audit's newest row: only a trigger sees it
+    [("run", 5, set()), ("run", 5, set()), ("foreign entry", "c1", "STARTED")],
+    [("run", 3, set()), ("fix", "c4", "applied"), ("run", 5, set())],
+]
+
+
+async def play(backend: Backend, steps: list[tuple[str, Any, Any]]) -> None:
+    async with backend:
+        for kind, first, second in steps:
+            if kind == "run":
+                with contextlib.suppress(RunError):
+                    await backend.engine(list(IDS[:first]), second).run()
+            elif kind == "fix":
+                await backend.engine(list(IDS)).fix(first, second)
+            elif kind == "undo":
+                with contextlib.suppress(RunError):
+                    await backend.engine(list(IDS[:first])).undo(IDS[first - 1])
+            elif kind == "foreign entry":  # a writer that keeps no summary: an older version, say
+                backend.raw(
+                    f"INSERT INTO {backend.audit} (execution_id, stage_id, change_id, created_at, state, type, "
+                    "metadata, execution_millis, system_change, tx_strategy, recovery_strategy, transaction_flag) "
+                    "VALUES (:e, 'default', :c, '2026-12-02T00:00:00Z', :s, 'EXECUTION', '{}', 0, :no, 'NON_TX', "
+                    "'MANUAL_INTERVENTION', :no)",
+                    {"e": uuid.uuid4().hex, "c": first, "s": second, "no": False},
+                )
+            else:  # a human deleting an entry, as CorruptAuditError's fix says
+                for (newest,) in backend.raw(f"SELECT MAX(id) FROM {backend.audit} WHERE change_id = :c", {"c": first}):
+                    if newest is not None:
+                        backend.raw(f"DELETE FROM {backend.audit} WHERE id = :id", {"id": newest})
+            await check_summary(backend)
+
+
+def with_examples(test: Any) -> Any:
+    for steps in EXAMPLES:
+        test = example(steps=steps)(test)
+    return test
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(STEP, min_size=1, max_size=8))
+@with_examples
+def test_the_summary_never_says_more_than_the_full_read_on_sqlite(steps: list[tuple[str, Any, Any]]) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        asyncio.run(play(SQLiteBackend(Path(directory)), steps))
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def sql_server_for_histories(request: pytest.FixtureRequest) -> Server:
+    server: Server = request.getfixturevalue(f"{request.param}_server")
+    return server
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(steps=st.lists(STEP, min_size=1, max_size=6))
+@with_examples
+def test_the_summary_never_says_more_than_the_full_read_on_sql_servers(
+    sql_server_for_histories: Server, steps: list[tuple[str, Any, Any]]
+) -> None:
+    async def history() -> None:
+        await play(SQLBackend(sql_server_for_histories), steps)
+
+    asyncio.run(history())
+
+
+# -- the fast path is taken, and left when it must be ---------------------------------------------------------------
+
+
+def engine(path: Path, declared: list[str], failing: set[str] | frozenset[str] = frozenset()) -> Flamingock:
     target = SQLiteTargetSystem("db", path=path)
     made = changes(set(failing))
     return Flamingock(
@@ -72,81 +244,6 @@ def create_effects(path: Path) -> None:
     with sqlite3.connect(path) as connection:
         connection.execute("CREATE TABLE IF NOT EXISTS effects (k TEXT)")
     connection.close()
-
-
-async def check_summary(path: Path) -> None:
-    """The summary is absent or equals the full read's; where it says a declared set has nothing pending, so does
-    the plan."""
-    fl = engine(path, list(IDS))
-    async with fl:
-        store = fl.audit_store
-        summary = await store.applied_summary()
-        full = summary_of(await store.current_states())
-    if summary is not None:
-        assert summary == full, "the summary disagrees with the audit"
-    for size in range(len(IDS) + 1):
-        declared = list(IDS[:size])
-        if summary is not None and summary.covers_exactly(declared):
-            planned = await engine(path, declared).plan()
-            assert all(p.action is PlannedAction.SKIP for p in planned), planned
-
-
-STEP = st.one_of(
-    st.tuples(  # half of them with nothing failing: a run that ends with nothing pending writes the summary
-        st.just("run"), st.integers(0, len(IDS)), st.one_of(st.just(set()), st.sets(st.sampled_from(IDS), max_size=2))
-    ),
-    st.tuples(st.just("fix"), st.sampled_from(IDS), st.sampled_from(["applied", "rolled-back"])),
-    st.tuples(st.just("undo"), st.integers(1, len(IDS)), st.just(None)),
-    st.tuples(st.just("foreign entry"), st.sampled_from(IDS), st.sampled_from(["STARTED", "APPLIED", "FAILED"])),
-    st.tuples(st.just("delete newest"), st.sampled_from(IDS), st.just(None)),
-)
-
-
-async def play(path: Path, steps: list[tuple[str, Any, Any]]) -> None:
-    create_effects(path)
-    for kind, first, second in steps:
-        if kind == "run":
-            with contextlib.suppress(RunError):
-                await engine(path, list(IDS[:first]), second).run()
-        elif kind == "fix":
-            await engine(path, list(IDS)).fix(first, second)
-        elif kind == "undo":
-            with contextlib.suppress(RunError):
-                await engine(path, list(IDS[:first])).undo(IDS[first - 1])
-        elif kind == "foreign entry":  # a writer that keeps no summary: an older version, say
-            with sqlite3.connect(path) as connection:
-                if connection.execute("SELECT name FROM sqlite_master WHERE name = 'flamingock_audit_log'").fetchone():
-                    connection.execute(
-                        "INSERT INTO flamingock_audit_log (execution_id, stage_id, change_id, created_at, state, "
-                        "type, metadata, execution_millis, system_change, tx_strategy, recovery_strategy, "
-                        "transaction_flag) VALUES (?, 'default', ?, '2026-12-02T00:00:00Z', ?, 'EXECUTION', '{}', 0, "
-                        "0, 'NON_TX', 'MANUAL_INTERVENTION', 0)",
-                        (uuid.uuid4().hex, first, second),
-                    )
-            connection.close()
-        else:  # a human deleting an entry, as CorruptAuditError's fix says
-            with sqlite3.connect(path) as connection:
-                if connection.execute("SELECT name FROM sqlite_master WHERE name = 'flamingock_audit_log'").fetchone():
-                    connection.execute(
-                        "DELETE FROM flamingock_audit_log WHERE id = "
-                        "(SELECT MAX(id) FROM flamingock_audit_log WHERE change_id = ?)",
-                        (first,),
-                    )
-            connection.close()
-        await check_summary(path)
-
-
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=st.lists(STEP, min_size=1, max_size=8))
-@example(steps=[("run", 5, set()), ("delete newest", "c0", None)])  # not the audit's newest row: only a trigger sees
-@example(steps=[("run", 5, set()), ("run", 5, set()), ("foreign entry", "c1", "STARTED")])
-@example(steps=[("run", 3, set()), ("fix", "c4", "applied"), ("run", 5, set())])
-def test_the_summary_never_says_more_than_the_full_read(steps: list[tuple[str, Any, Any]]) -> None:
-    with tempfile.TemporaryDirectory() as directory:
-        asyncio.run(play(Path(directory) / "app.db", steps))
-
-
-# -- the fast path is taken, and left when it must be ---------------------------------------------------------------
 
 
 async def test_a_run_with_nothing_pending_reads_the_summary_and_not_every_state(
