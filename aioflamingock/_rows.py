@@ -14,6 +14,7 @@ from pydantic_core import to_jsonable_python
 from ._errors import CorruptAuditError
 from ._interfaces import decode_entry, entry_fix, skip_corrupt
 from ._model import AuditEntry
+from ._summary import APPLIED_STATES, AppliedSummary, summarize
 
 __all__ = ["AUDIT_COLUMNS", "AuditTable", "entry_row", "row_entry"]
 
@@ -78,6 +79,39 @@ class AuditTable:
             f"SELECT a.id, {columns} FROM {self.name} a JOIN "
             f"(SELECT MAX(id) AS id FROM {self.name} GROUP BY change_id) newest ON a.id = newest.id"
         )
+
+    def summary_sql(self, summary_table: str) -> str:
+        """The summary (`last_id, applied, digest`) and the audit's newest id, in one statement, one row."""
+        return (
+            f"SELECT s.last_id, s.applied, s.digest, (SELECT COALESCE(MAX(id), 0) FROM {self.name}) "
+            f"FROM {summary_table} s WHERE s.id = 1"
+        )
+
+    @staticmethod
+    def summary(rows: Sequence[Sequence[Any]]) -> AppliedSummary | None:
+        """The summary from `summary_sql`'s rows, if it accounts for the audit's newest entry."""
+        if not rows:
+            return None
+        last_id, applied, digest, newest = rows[0]
+        if last_id != newest or not isinstance(applied, int) or not isinstance(digest, str):
+            return None
+        return AppliedSummary(applied, digest)
+
+    @property
+    def applied_sql(self) -> str:
+        """Every change's newest entry: its id, the change's id, and whether its state is in `APPLIED_STATES`."""
+        applied = ", ".join(f"'{state.value}'" for state in APPLIED_STATES)
+        return (
+            f"SELECT a.id, a.change_id, a.state IN ({applied}) FROM {self.name} a JOIN "
+            f"(SELECT MAX(id) AS id FROM {self.name} GROUP BY change_id) n ON a.id = n.id"
+        )
+
+    @staticmethod
+    def summarize_applied(rows: Iterable[Sequence[Any]]) -> tuple[int, AppliedSummary]:
+        """From `applied_sql`'s rows: the newest id they account for, and the summary."""
+        rows = list(rows)
+        made = summarize(str(change_id) for _, change_id, is_applied in rows if is_applied)
+        return max((int(row[0]) for row in rows), default=0), made
 
     def page_sql(self, after: str, limit: str) -> str:
         """A page of rows, oldest first: those with an id above the placeholder `after`, at most `limit`."""

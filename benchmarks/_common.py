@@ -28,6 +28,7 @@ __all__ = [
     "RESULTS",
     "AppliedRun",
     "CallCounter",
+    "ChangesTime",
     "FloorRun",
     "PerChange",
     "Runs",
@@ -181,6 +182,24 @@ class PerChange:
         elif event.kind is EventKind.CHANGE_FINISHED:
             self.counts.append(len(self._counter.sent) - self._start)
             self.names += self._counter.sent[self._start :]
+
+
+class ChangesTime:
+    """A listener: the time from the first change's start to the last change's end (a run's changes, without its
+    start-up)."""
+
+    def __init__(self) -> None:
+        self.first = self.last = 0.0
+
+    async def __call__(self, event: Event) -> None:
+        if event.kind is EventKind.CHANGE_STARTED and not self.first:
+            self.first = time.perf_counter()
+        elif event.kind is EventKind.CHANGE_FINISHED:
+            self.last = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return self.last - self.first
 
 
 # -- (a) nothing pending --------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
+    ChangesTime,
     alembic_project,
     alembic_upgrade,
     argument_parser,
@@ -48,7 +49,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from aioflamingock import Change, Event, EventKind, Flamingock
+from aioflamingock import Change, Flamingock
 from aioflamingock.backend import AUDIT_COLUMNS, AuditEntry, AuditState, TxStrategy, entry_row
 from aioflamingock.sql import SQLAuditStore, SQLContext, SQLTargetSystem
 
@@ -92,19 +93,6 @@ def flamingock(url: str, changes: list[type[Change]]) -> tuple[Flamingock, Any]:
     return Flamingock(audit_store=SQLAuditStore.from_target(target), target_systems=[target], changes=changes), engine
 
 
-class ChangesTime:
-    """A listener: the time from the first change's start to the last change's end."""
-
-    def __init__(self) -> None:
-        self.first = self.last = 0.0
-
-    async def __call__(self, event: Event) -> None:
-        if event.kind is EventKind.CHANGE_STARTED and not self.first:
-            self.first = time.perf_counter()
-        elif event.kind is EventKind.CHANGE_FINISHED:
-            self.last = time.perf_counter()
-
-
 async def apply_with_aioflamingock(url: str, sync_url: str, count: int) -> tuple[float, float]:
     """The whole run's time, and the changes' own."""
     setup(sync_url)
@@ -117,7 +105,7 @@ async def apply_with_aioflamingock(url: str, sync_url: str, count: int) -> tuple
     elapsed = time.perf_counter() - started
     await engine.dispose()
     assert len(report.applied) == count
-    return elapsed, changes.last - changes.first
+    return elapsed, changes.seconds
 
 
 async def noop_with_aioflamingock(url: str, count: int) -> float:

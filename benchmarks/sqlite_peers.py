@@ -31,6 +31,7 @@ from pathlib import Path
 import aiosqlite
 from _common import (
     PEER_STATEMENT,
+    ChangesTime,
     alembic_project,
     alembic_upgrade,
     argument_parser,
@@ -43,7 +44,7 @@ from _common import (
     yoyo_migrations,
 )
 
-from aioflamingock import Change, Event, EventKind, Flamingock
+from aioflamingock import Change, Flamingock
 from aioflamingock.backend import AUDIT_COLUMNS, AuditEntry, AuditState, TxStrategy, entry_row, utc_now
 from aioflamingock.sqlite import SQLiteAuditStore, SQLiteContext, SQLiteTargetSystem
 
@@ -67,19 +68,6 @@ async def _insert(self: Change, ctx: SQLiteContext) -> None:
     await ctx.connection.execute(PEER_STATEMENT)
 
 
-class ChangesTime:
-    """A listener: the time from the first change's start to the last change's end."""
-
-    def __init__(self) -> None:
-        self.first = self.last = 0.0
-
-    async def __call__(self, event: Event) -> None:
-        if event.kind is EventKind.CHANGE_STARTED and not self.first:
-            self.first = time.perf_counter()
-        elif event.kind is EventKind.CHANGE_FINISHED:
-            self.last = time.perf_counter()
-
-
 async def apply_with_aioflamingock(directory: Path) -> tuple[float, float]:
     """The whole run's time, and its changes' own."""
     target = SQLiteTargetSystem("db", path=bench_database(directory / "aioflamingock.db"))
@@ -92,7 +80,7 @@ async def apply_with_aioflamingock(directory: Path) -> tuple[float, float]:
     report = await fl.run()
     elapsed = time.perf_counter() - started
     assert len(report.applied) == COUNT
-    return elapsed, timing.last - timing.first
+    return elapsed, timing.seconds
 
 
 async def floor(directory: Path) -> float:

@@ -5,7 +5,6 @@ from functools import cached_property
 from typing import Any
 
 from ..backend import (
-    APPLIED_STATES,
     AUDIT_COLUMNS,
     AppliedSummary,
     AuditEntry,
@@ -20,7 +19,6 @@ from ..backend import (
     check_distinct,
     entry_row,
     library_logger,
-    summarize,
 )
 from ._dialect import POSTGRESQL, qualified
 from ._errors import is_denied, translate_errors
@@ -368,17 +366,9 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
         audit's newest id; the triggers drop it when an entry is changed or deleted)."""
         if not self._summary_kept:
             return None
-        sql = (
-            f"SELECT s.last_id, s.applied, s.digest, (SELECT COALESCE(MAX(id), 0) FROM {self.audit_table}) "
-            f"FROM {self._summary_table} s WHERE s.id = 1"
+        return self._table.summary(
+            await self._rows(self._table.summary_sql(self._summary_table), {}, "reading the audit's summary")
         )
-        rows = await self._rows(sql, {}, "reading the audit's summary")
-        if not rows:
-            return None
-        last_id, applied, digest, newest = rows[0]
-        if last_id != newest or not isinstance(applied, int) or not isinstance(digest, str):
-            return None
-        return AppliedSummary(applied, digest)
 
     async def refresh_summary(self) -> None:
         """In one transaction that no entry can be added to, changed in or deleted from meanwhile (PostgreSQL: the
@@ -388,12 +378,7 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
 
         if not self._summary_kept:
             return
-        audit, summary = self.audit_table, self._summary_table
-        applied = ", ".join(f"'{state.value}'" for state in APPLIED_STATES)
-        newest = (
-            f"SELECT a.id, a.change_id, a.state IN ({applied}) FROM {audit} a JOIN "
-            f"(SELECT MAX(id) AS id FROM {audit} GROUP BY change_id) n ON a.id = n.id"
-        )
+        audit, summary, newest = self.audit_table, self._summary_table, self._table.applied_sql
         postgresql = self.target.dialect is POSTGRESQL
         upsert = f"INSERT INTO {summary} (id, last_id, applied, digest) VALUES (1, :last_id, :applied, :digest) " + (
             "ON CONFLICT (id) DO UPDATE SET last_id = EXCLUDED.last_id, applied = EXCLUDED.applied, "
@@ -407,9 +392,7 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
             else:
                 await connection.execute(text(f"SELECT MAX(id) FROM {audit} LOCK IN SHARE MODE"))
                 newest += " LOCK IN SHARE MODE"
-            rows = (await connection.execute(text(newest))).all()
-            made = summarize(str(change_id) for _, change_id, is_applied in rows if is_applied)
-            last_id = max((int(row[0]) for row in rows), default=0)
+            last_id, made = self._table.summarize_applied((await connection.execute(text(newest))).all())
             await connection.execute(text(upsert), {"last_id": last_id, "applied": made.count, "digest": made.digest})
 
     # -- the audit --------------------------------------------------------------------------------------------------

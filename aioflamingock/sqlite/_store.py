@@ -9,7 +9,6 @@ from typing import Any
 import anyio
 
 from ..backend import (
-    APPLIED_STATES,
     AUDIT_COLUMNS,
     AppliedSummary,
     AuditEntry,
@@ -25,7 +24,6 @@ from ..backend import (
     check_distinct,
     entry_row,
     library_logger,
-    summarize,
 )
 from ._errors import translate_errors
 from ._lock import SQLiteLock
@@ -229,39 +227,23 @@ class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
     async def applied_summary(self) -> AppliedSummary | None:
         """One statement, one row: the summary, if no entry was added since it was written (its `last_id` is the
         audit's newest id; the triggers drop it when an entry is changed or deleted)."""
-        sql = (
-            f"SELECT s.last_id, s.applied, s.digest, (SELECT COALESCE(MAX(id), 0) FROM {self.audit_table}) "
-            f"FROM {self._summary_table} s WHERE s.id = 1"
-        )
         if not self._summary_kept:
             return None
         with translate_errors("reading the audit's summary"):
-            rows = await self.target._fetch(sql)
-        if not rows:
-            return None
-        last_id, applied, digest, newest = rows[0]
-        if last_id != newest or not isinstance(applied, int) or not isinstance(digest, str):
-            return None
-        return AppliedSummary(applied, digest)
+            return self._table.summary(await self.target._fetch(self._table.summary_sql(self._summary_table)))
 
     async def refresh_summary(self) -> None:
         """In one write transaction (no other writer meanwhile, on any connection): each change's newest state,
         then the summary of them."""
         if not self._summary_kept or self.target.connection.in_transaction:
             return  # no summary table, or inside someone's transaction
-        applied = ", ".join(f"'{state.value}'" for state in APPLIED_STATES)
-        newest = (
-            f"SELECT a.id, a.change_id, a.state IN ({applied}) FROM {self.audit_table} a JOIN "
-            f"(SELECT MAX(id) AS id FROM {self.audit_table} GROUP BY change_id) n ON a.id = n.id"
-        )
         with translate_errors("updating the audit's summary"):
             await self.target._run("BEGIN IMMEDIATE")
             try:
-                rows = await self.target._fetch(newest)
-                summary = summarize(str(change_id) for _, change_id, is_applied in rows if is_applied)
+                last_id, summary = self._table.summarize_applied(await self.target._fetch(self._table.applied_sql))
                 await self.target._write(
                     f"INSERT OR REPLACE INTO {self._summary_table} (id, last_id, applied, digest) VALUES (1, ?, ?, ?)",
-                    (max((row[0] for row in rows), default=0), summary.count, summary.digest),
+                    (last_id, summary.count, summary.digest),
                 )
                 await self.target._run("COMMIT")
             except BaseException:
