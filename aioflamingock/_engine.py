@@ -400,7 +400,7 @@ class Flamingock:
         try:
             await self.audit_store.refresh_summary()
         except StoreError as exc:
-            logger.warning("the audit's summary was not updated (the next start-up reads every state): %s", exc)
+            logger.info("the audit's summary was not updated (the next start-up reads every state): %s", exc)
 
     async def _apply_all(self, plan: list[PlanRow], applier: Applier, results: list[ChangeResult]) -> None:
         for row in plan:

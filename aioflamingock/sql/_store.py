@@ -339,11 +339,14 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
         """Create what the summary needs, where the role may; without it (a role that may not create tables or
         triggers, `create_tables=False`, MySQL's binary log refusing triggers), every start-up reads every state."""
         self._summary_kept = False
+        missing = await self._summary_missing()
+        if not missing:
+            self._summary_kept = True
+            return
         owner = ""
         if self.target.dialect is POSTGRESQL and "." not in self.audit_table:
             [(owner,)] = await self._rows("SELECT current_schema()", {}, "reading the current schema")
         schema = self._summary_schema(str(owner))
-        missing = await self._summary_missing()
         if missing and not self.create_tables:
             logger.info(
                 "%s: no summary of the audit (run %s to have one)",
