@@ -147,6 +147,14 @@ async def check_summary(backend: Backend) -> None:
         if summary is not None and summary.covers_exactly(declared):
             planned = await backend.engine(declared).plan()
             assert all(p.action is PlannedAction.SKIP for p in planned), planned
+    # validate() answers from the summary where it can, and says what the plan says either way
+    pending = [p.change_id for p in await backend.engine(list(IDS)).plan() if p.action is not PlannedAction.SKIP]
+    try:
+        await backend.engine(list(IDS)).validate()
+        said: list[str] = []
+    except PendingChangesError as caught:
+        said = caught.pending
+    assert said == pending
 
 
 STEP = st.one_of(
