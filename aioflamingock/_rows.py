@@ -71,14 +71,17 @@ class AuditTable:
         self._describe = describe
         self._page = page
 
+    def _newest(self, columns: str) -> str:
+        """`columns` (of the table aliased `a`) of the newest row of every change, in one statement."""
+        return (
+            f"SELECT {columns} FROM {self.name} a JOIN "
+            f"(SELECT MAX(id) AS id FROM {self.name} GROUP BY change_id) newest ON a.id = newest.id"
+        )
+
     @property
     def newest_sql(self) -> str:
         """The newest row of every change, in one statement."""
-        columns = ", ".join("a." + c for c in AUDIT_COLUMNS)
-        return (
-            f"SELECT a.id, {columns} FROM {self.name} a JOIN "
-            f"(SELECT MAX(id) AS id FROM {self.name} GROUP BY change_id) newest ON a.id = newest.id"
-        )
+        return self._newest("a.id, " + ", ".join("a." + c for c in AUDIT_COLUMNS))
 
     def summary_sql(self, summary_table: str) -> str:
         """The summary (`last_id, applied, digest`) and the audit's newest id, in one statement, one row."""
@@ -101,10 +104,7 @@ class AuditTable:
     def applied_sql(self) -> str:
         """Every change's newest entry: its id, the change's id, and whether its state is in `APPLIED_STATES`."""
         applied = ", ".join(f"'{state.value}'" for state in APPLIED_STATES)
-        return (
-            f"SELECT a.id, a.change_id, a.state IN ({applied}) FROM {self.name} a JOIN "
-            f"(SELECT MAX(id) AS id FROM {self.name} GROUP BY change_id) n ON a.id = n.id"
-        )
+        return self._newest(f"a.id, a.change_id, a.state IN ({applied})")
 
     @staticmethod
     def summarize_applied(rows: Iterable[Sequence[Any]]) -> tuple[int, AppliedSummary]:

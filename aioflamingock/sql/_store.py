@@ -302,8 +302,6 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
         }
 
     async def _summary_missing(self) -> list[str]:
-        from sqlalchemy import inspect
-
         schema = self.audit_table.rpartition(".")[0] or None
         wanted = list(self._summary_schema())
         if self.target.dialect is POSTGRESQL:
@@ -326,12 +324,7 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
             )
             params = {"schema": schema, "update": wanted[1], "delete": wanted[2]}
             found = {str(row[0]) for row in await self._rows(sql, params, "looking for the audit's summary")}
-            owner, _, table = self._summary_table.rpartition(".")
-
-            def look(sync: Any) -> bool | None:
-                return has_table(inspect(sync), table, owner or None)
-
-            if await self.target.read("looking for the audit's summary", lambda c: c.run_sync(look)):
+            if await self.target._has_table(self._summary_table):
                 found.add(self._summary_table)
         return [name for name in wanted if name not in found]
 
@@ -347,7 +340,7 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
         if self.target.dialect is POSTGRESQL and "." not in self.audit_table:
             [(owner,)] = await self._rows("SELECT current_schema()", {}, "reading the current schema")
         schema = self._summary_schema(str(owner))
-        if missing and not self.create_tables:
+        if not self.create_tables:
             logger.info(
                 "%s: no summary of the audit (run %s to have one)",
                 self.describe(),

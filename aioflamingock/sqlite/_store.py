@@ -6,8 +6,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
-import anyio
-
 from ..backend import (
     AUDIT_COLUMNS,
     AppliedSummary,
@@ -237,19 +235,13 @@ class SQLiteAuditStore(TargetStore[SQLiteTargetSystem, SQLiteLock]):
         then the summary of them."""
         if not self._summary_kept or self.target.connection.in_transaction:
             return  # no summary table, or inside someone's transaction
-        with translate_errors("updating the audit's summary"):
-            await self.target._run("BEGIN IMMEDIATE")
-            try:
+        async with self.target.transaction():  # BEGIN IMMEDIATE: the database's write lock until it commits
+            with translate_errors("updating the audit's summary"):
                 last_id, summary = self._table.summarize_applied(await self.target._fetch(self._table.applied_sql))
                 await self.target._write(
                     f"INSERT OR REPLACE INTO {self._summary_table} (id, last_id, applied, digest) VALUES (1, ?, ?, ?)",
                     (last_id, summary.count, summary.digest),
                 )
-                await self.target._run("COMMIT")
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await self.target._rollback()
-                raise
 
     async def _page(self, after: int, limit: int) -> list[tuple[Any, ...]]:
         with translate_errors("reading the history"):

@@ -238,69 +238,43 @@ def test_the_summary_never_says_more_than_the_full_read_on_sql_servers(
 # -- the fast path is taken, and left when it must be ---------------------------------------------------------------
 
 
-def engine(path: Path, declared: list[str], failing: set[str] | frozenset[str] = frozenset()) -> Flamingock:
-    target = SQLiteTargetSystem("db", path=path)
-    made = changes(set(failing))
-    return Flamingock(
-        audit_store=SQLiteAuditStore.from_target(target),
-        target_systems=[target],
-        changes=[made[change_id] for change_id in declared],
-    )
-
-
-def create_effects(path: Path) -> None:
-    with sqlite3.connect(path) as connection:
-        connection.execute("CREATE TABLE IF NOT EXISTS effects (k TEXT)")
-    connection.close()
+async def every_state(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("a run with nothing pending read every change's state")
 
 
 async def test_a_run_with_nothing_pending_reads_the_summary_and_not_every_state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "app.db"
-    create_effects(path)
-    assert len((await engine(path, list(IDS)).run()).applied) == len(IDS)
+    async with SQLiteBackend(tmp_path) as db:
+        assert len((await db.engine(list(IDS)).run()).applied) == len(IDS)
+        with monkeypatch.context() as patched:
+            patched.setattr(SQLiteAuditStore, "current_states", every_state)
+            assert (await db.engine(list(IDS)).run()).status is RunStatus.NO_CHANGES
 
-    async def every_state(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("a run with nothing pending read every change's state")
-
-    monkeypatch.setattr(SQLiteAuditStore, "current_states", every_state)
-    report = await engine(path, list(IDS)).run()
-    assert report.status is RunStatus.NO_CHANGES
-    monkeypatch.undo()
-
-    with sqlite3.connect(path) as connection:  # a human deletes c4's APPLIED entry
-        connection.execute("DELETE FROM flamingock_audit_log WHERE change_id = 'c4'")
-    connection.close()
-    again = await engine(path, list(IDS)).run()
-    assert again.applied == ["c4"], "the deleted entry's change was not seen as pending"
+        db.raw(f"DELETE FROM {db.audit} WHERE change_id = 'c4'")  # a human deletes c4's APPLIED entry
+        again = await db.engine(list(IDS)).run()
+        assert again.applied == ["c4"], "the deleted entry's change was not seen as pending"
 
 
 async def test_a_new_change_is_never_taken_for_applied_by_the_summary(tmp_path: Path) -> None:
-    path = tmp_path / "app.db"
-    create_effects(path)
-    await engine(path, list(IDS[:3])).run()
-    await engine(path, list(IDS[:3])).run()  # the summary is now up to date with c0..c2
-    report = await engine(path, list(IDS)).run()
-    assert report.applied == ["c3", "c4"]
+    async with SQLiteBackend(tmp_path) as db:
+        await db.engine(list(IDS[:3])).run()
+        await db.engine(list(IDS[:3])).run()  # the summary is now up to date with c0..c2
+        report = await db.engine(list(IDS)).run()
+        assert report.applied == ["c3", "c4"]
 
 
 async def test_validate_answers_from_the_summary_and_still_names_what_is_pending(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "app.db"
-    create_effects(path)
-    await engine(path, list(IDS[:3])).run()
-
-    async def every_state(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("validate read every change's state")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(SQLiteAuditStore, "current_states", every_state)
-        await engine(path, list(IDS[:3])).validate()
-    with pytest.raises(PendingChangesError) as caught:
-        await engine(path, list(IDS)).validate()
-    assert caught.value.pending == ["c3", "c4"]
+    async with SQLiteBackend(tmp_path) as db:
+        await db.engine(list(IDS[:3])).run()
+        with monkeypatch.context() as patched:
+            patched.setattr(SQLiteAuditStore, "current_states", every_state)
+            await db.engine(list(IDS[:3])).validate()
+        with pytest.raises(PendingChangesError) as caught:
+            await db.engine(list(IDS)).validate()
+        assert caught.value.pending == ["c3", "c4"]
 
 
 async def test_a_database_where_the_summary_cannot_be_created_still_runs_reading_every_state(
@@ -308,25 +282,25 @@ async def test_a_database_where_the_summary_cannot_be_created_still_runs_reading
 ) -> None:
     """An audit made before the summary existed, opened by a role that may not create tables there (simulated:
     root may write any file): the store opens, and runs and plans read every state as before."""
-    path = tmp_path / "app.db"
-    create_effects(path)
-    await engine(path, list(IDS[:2])).run()
-    with sqlite3.connect(path) as connection:  # as an older version left it
-        connection.execute("DROP TRIGGER flamingock_audit_log_summary_on_update")
-        connection.execute("DROP TRIGGER flamingock_audit_log_summary_on_delete")
-        connection.execute("DROP TABLE flamingock_audit_log_summary")
-    connection.close()
-    write = SQLiteTargetSystem._write
+    async with SQLiteBackend(tmp_path) as db:
+        await db.engine(list(IDS[:2])).run()
+        for statement in (  # as an older version left it
+            "DROP TRIGGER flamingock_audit_log_summary_on_update",
+            "DROP TRIGGER flamingock_audit_log_summary_on_delete",
+            "DROP TABLE flamingock_audit_log_summary",
+        ):
+            db.raw(statement)
+        write = SQLiteTargetSystem._write
 
-    async def read_only(self: SQLiteTargetSystem, sql: str, params: tuple[Any, ...] = ()) -> int:
-        if "_summary" in sql:
-            raise sqlite3.OperationalError("attempt to write a readonly database")
-        return await write(self, sql, params)
+        async def read_only(self: SQLiteTargetSystem, sql: str, params: tuple[Any, ...] = ()) -> int:
+            if "_summary" in sql:
+                raise sqlite3.OperationalError("attempt to write a readonly database")
+            return await write(self, sql, params)
 
-    monkeypatch.setattr(SQLiteTargetSystem, "_write", read_only)
-    report = await engine(path, list(IDS[:3])).run()
-    assert report.applied == ["c2"]
-    assert (await engine(path, list(IDS[:3])).run()).status is RunStatus.NO_CHANGES
-    fl = engine(path, list(IDS[:3]))
-    async with fl:
-        assert await fl.audit_store.applied_summary() is None
+        monkeypatch.setattr(SQLiteTargetSystem, "_write", read_only)
+        report = await db.engine(list(IDS[:3])).run()
+        assert report.applied == ["c2"]
+        assert (await db.engine(list(IDS[:3])).run()).status is RunStatus.NO_CHANGES
+        fl = db.engine(list(IDS[:3]))
+        async with fl:
+            assert await fl.audit_store.applied_summary() is None
