@@ -625,6 +625,9 @@ class OwnedSQLServer:
                 f"--socket={self.directory / 'sock'}",
                 f"--pid-file={self.directory / 'pid'}",
                 f"--log-error={self.directory / 'error.log'}",
+                # Its own temporary files: started after a crash, MariaDB removes the `#sql*` files it finds in its
+                # tmpdir, which in /tmp are the machine's other MariaDB's, in use
+                f"--tmpdir={self.directory}",
                 "--skip-grant-tables",  # any user and password: the test's own server, on 127.0.0.1
                 "--innodb-buffer-pool-size=32M",
             ],
