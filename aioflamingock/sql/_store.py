@@ -13,6 +13,7 @@ from ..backend import (
     DoctorCheck,
     Fence,
     LockLostError,
+    StoreError,
     TargetStore,
     TargetSystem,
     Transaction,
@@ -144,7 +145,11 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
                 # instances starting together race to create them: the loser finds them made
                 if name in await self._missing(schema):
                     raise
-        await self._prepare_summary()
+        try:
+            await self._prepare_summary()
+        except StoreError as exc:  # the summary is a shortcut: a store that cannot look for it opens without it
+            self._summary_kept = False
+            logger.info("%s: no summary of the audit (%s): start-ups read every state", self.describe(), exc)
 
     async def _missing(self, schema: dict[str, str]) -> list[str]:
         return (await self._look(schema))[0]

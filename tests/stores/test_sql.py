@@ -905,3 +905,39 @@ async def test_a_run_with_nothing_pending_reads_the_summary_and_sees_an_entry_de
     finally:
         await made.dispose()
         by_hand.dispose()
+
+
+async def test_a_store_that_cannot_look_for_its_summary_opens_and_runs_without_it(
+    dialect_server: tuple[Server, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The summary is a shortcut: when looking for it fails (a server error on information_schema, say), the store
+    opens all the same and the run reads every state."""
+    from sqlalchemy import text
+
+    server, prefix = dialect_server
+
+    class One(Change):
+        id = "one"
+        order = "0001"
+        author = "tests"
+        target_system = "db"
+
+        async def execute(self, ctx: SQLContext) -> None:
+            await ctx.connection.execute(text("SELECT 1"))
+
+    async def fails(self: SQLAuditStore) -> list[str]:
+        raise StoreError("SQL failed while looking for the audit's summary: the server's temporary file is gone")
+
+    monkeypatch.setattr(SQLAuditStore, "_summary_missing", fails)
+    made = engine(server.uri)
+    try:
+        target = SQLTargetSystem("db", engine=made, marker_table=f"{prefix}marker")
+        fl = Flamingock(
+            audit_store=SQLAuditStore.from_target(target, **tables(prefix)), target_systems=[target], changes=[One]
+        )
+        async with fl:
+            assert (await fl.run()).applied == ["one"]
+            assert (await fl.run()).status is RunStatus.NO_CHANGES
+            assert await fl.audit_store.applied_summary() is None
+    finally:
+        await made.dispose()
