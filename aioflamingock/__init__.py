@@ -1,5 +1,7 @@
 """aioflamingock: versioned, audited, exactly-once changes to the systems an async application depends on."""
 
+from typing import TYPE_CHECKING, Any
+
 from ._change import Change, ChangeSpec
 from ._engine import DISABLE_ENV_VAR, Flamingock, NonIdempotentRetryWarning
 from ._errors import (
@@ -28,7 +30,6 @@ from ._events import Event, EventKind, Listener
 from ._generic import NonTransactionalContext, NonTransactionalTargetSystem
 from ._interfaces import AuditStore, Lock, TargetSystem, Transaction, TransactionalTargetSystem
 from ._model import (
-    AuditEntry,
     AuditState,
     ChangeIssue,
     ChangeOutcome,
@@ -38,7 +39,6 @@ from ._model import (
     Health,
     LockInfo,
     LockLease,
-    LockOptions,
     Marker,
     PlannedAction,
     PlannedChange,
@@ -48,6 +48,10 @@ from ._model import (
     TxStrategy,
 )
 from ._remedy import Remedy, RemedyAction
+
+if TYPE_CHECKING:
+    from ._entry import AuditEntry
+    from ._options import LockOptions
 
 __version__ = "0.1.0"
 
@@ -108,3 +112,17 @@ __all__ = [
     "TxStrategy",
     "UnawaitedCoroutineError",
 ]
+
+
+_LAZY = {"AuditEntry": "._entry", "LockOptions": "._options"}
+"""Pydantic models, imported on first use: a start-up that finds nothing pending needs neither."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

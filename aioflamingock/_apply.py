@@ -18,6 +18,7 @@ from typing import Any
 
 from ._change import Change, ChangeSpec
 from ._driver import retrying
+from ._entry import AuditEntry
 from ._errors import (
     ChangeMisuseError,
     ConfigurationError,
@@ -31,7 +32,6 @@ from ._interfaces import AuditStore, TargetSystem, Transaction, TransactionalTar
 from ._model import (
     FAILURE_METADATA_KEY,
     TRANSACTION_BYPASSED,
-    AuditEntry,
     AuditState,
     ChangeOutcome,
     ChangeResult,

@@ -16,8 +16,9 @@ from types import ModuleType
 
 from ._change import Change, ChangeSpec, check_change_class
 from ._errors import ChangeLoadError, ConfigurationError
+from ._manifest import Declared, declared_in, write_manifest
 
-__all__ = ["ChangeSource", "load_changes"]
+__all__ = ["ChangeSource", "Declared", "declared_changes", "load_changes"]
 
 order_from_module_name = ChangeSpec.order_from_module_name
 
@@ -80,13 +81,21 @@ def _misnamed(package: ModuleType, name: str) -> str | None:
     )
 
 
-def _change_modules(package_name: str) -> tuple[list[ModuleType], list[str]]:
+def _package(package_name: str) -> tuple[ModuleType | None, list[str]]:
     package = _import(package_name, where=f"changes package {package_name!r}")
     if not hasattr(package, "__path__"):
-        return [], [f"{package_name!r} ({_source_file(package)}) is a module, not a package of change modules"]
+        return None, [f"{package_name!r} ({_source_file(package)}) is a module, not a package of change modules"]
+    return package, []
+
+
+def _looks_like_change(name: str) -> bool:
+    return _LOOKS_LIKE_CHANGE.match(name) is not None
+
+
+def _change_modules(package: ModuleType) -> tuple[list[ModuleType], list[str]]:
     modules, problems = [], []
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-        if not _LOOKS_LIKE_CHANGE.match(info.name):
+        if not _looks_like_change(info.name):
             problem = None if info.ispkg else _misnamed(package, info.name)
             problems += [problem] if problem else []
             continue
@@ -94,7 +103,7 @@ def _change_modules(package_name: str) -> tuple[list[ModuleType], list[str]]:
         if order_from_module_name(info.name) is None:
             problems.append(f"{path}: module name must be `_<ORDER>_<name>.py` with ORDER of at least 4 characters")
             continue
-        modules.append(_import(f"{package_name}.{info.name}", where=path))
+        modules.append(_import(f"{package.__name__}.{info.name}", where=path))
     return modules, problems
 
 
@@ -121,12 +130,18 @@ def _from_module(module: ModuleType) -> tuple[type[Change] | None, str | None]:
     return None, f"{path}: defines {len(classes)} Change subclasses ({names}); put one change in each module"
 
 
-def _collect_classes(sources: Iterable[ChangeSource]) -> tuple[list[type[Change]], list[str]]:
+def _collect_classes(sources: Iterable[ChangeSource]) -> tuple[list[type[Change]], list[str], list[ModuleType]]:
     classes: list[type[Change]] = []
     problems: list[str] = []
+    packages: list[ModuleType] = []
     for source in sources:
         if isinstance(source, str):
-            modules, found = _change_modules(source)
+            package, found = _package(source)
+            problems += found
+            if package is None:
+                continue
+            packages.append(package)
+            modules, found = _change_modules(package)
             problems += found
             for module in modules:
                 cls, problem = _from_module(module)
@@ -136,7 +151,7 @@ def _collect_classes(sources: Iterable[ChangeSource]) -> tuple[list[type[Change]
             classes.append(source)
         else:
             problems.append(f"changes: {source!r} is neither a package name nor a Change subclass")
-    return list(dict.fromkeys(classes)), problems
+    return list(dict.fromkeys(classes)), problems, packages
 
 
 def _check_unique(specs: Sequence[ChangeSpec]) -> list[str]:
@@ -157,13 +172,16 @@ def _check_unique(specs: Sequence[ChangeSpec]) -> list[str]:
 
 def _spec(cls: type[Change]) -> tuple[ChangeSpec | None, list[str]]:
     module = sys.modules.get(cls.__module__)
-    source = _source_file(cls) or (_source_file(module) if module else None)
+    source = getattr(module, "__file__", None) if module is not None and cls.__qualname__ == cls.__name__ else None
+    if source is None or not source.endswith(".py"):  # nested, or not from a source file: ask inspect
+        source = _source_file(cls) or (_source_file(module) if module else None)
     return check_change_class(cls, derived_order=order_from_module_name(cls.__module__), source_file=source)
 
 
 def load_changes(sources: Iterable[ChangeSource]) -> list[ChangeSpec]:
-    """Import, check and order the changes. Raises `ConfigurationError` listing every problem."""
-    classes, problems = _collect_classes(sources)
+    """Import, check and order the changes. Raises `ConfigurationError` listing every problem. Each package's
+    manifest is brought up to date, for the next `declared_changes`."""
+    classes, problems, packages = _collect_classes(sources)
     specs: list[ChangeSpec] = []
     for cls in classes:
         spec, found = _spec(cls)
@@ -172,4 +190,33 @@ def load_changes(sources: Iterable[ChangeSource]) -> list[ChangeSpec]:
     problems += _check_unique(specs)
     if problems:
         raise ConfigurationError(problems)
+    for package in packages:
+        write_manifest(package, specs, _looks_like_change)
     return sorted(specs, key=lambda s: s.order)
+
+
+def declared_changes(sources: Iterable[ChangeSource]) -> list[Declared] | None:
+    """What `sources` declare, without importing a change module: from each package's manifest (the package
+    itself is imported), and from each class given. None when a package has no manifest that describes every one
+    of its modules as it is on disk, or a class given does not pass its checks: then `load_changes`."""
+    declared: list[Declared] = []
+    for source in sources:
+        if isinstance(source, str):
+            package = sys.modules.get(source)
+            if package is None:
+                try:
+                    package = importlib.import_module(source)
+                except Exception:  # the full load reports it
+                    return None
+            found = declared_in(package, _looks_like_change) if hasattr(package, "__path__") else None
+            if found is None:
+                return None
+            declared += found
+        elif inspect.isclass(source) and issubclass(source, Change):
+            spec, _problems = _spec(source)
+            if spec is None:
+                return None
+            declared.append(Declared.of(spec))
+        else:
+            return None
+    return declared

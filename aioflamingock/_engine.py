@@ -12,14 +12,11 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Literal, NoReturn, Self, TypeVar
-
-import pydantic_core
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Self, TypeVar
 
 from . import _tracing
-from ._apply import Applier
 from ._change import ChangeSpec
-from ._discovery import ChangeSource, load_changes
+from ._discovery import ChangeSource, Declared, declared_changes, load_changes
 from ._doctor import doctor
 from ._errors import (
     ChangeFailedError,
@@ -44,7 +41,6 @@ from ._interfaces import (
 from ._lock import LockKeeper
 from ._model import (
     DEFAULT_SERVICE,
-    AuditEntry,
     AuditState,
     ChangeIssue,
     ChangeOutcome,
@@ -53,7 +49,6 @@ from ._model import (
     Fence,
     Health,
     LockInfo,
-    LockOptions,
     PlannedAction,
     PlannedChange,
     Recovery,
@@ -63,6 +58,11 @@ from ._model import (
 from ._planning import PlanRow, blocking, issues, live_holder, read_plan
 from ._redact import library_logger, redact
 from ._summary import AppliedSummary, summarize
+
+if TYPE_CHECKING:  # imported where first needed: a start-up with nothing pending builds no entry and takes no lock
+    from ._apply import Applier
+    from ._entry import AuditEntry
+    from ._options import LockOptions
 
 __all__ = ["DISABLE_ENV_VAR", "Flamingock", "NonIdempotentRetryWarning"]
 
@@ -84,9 +84,12 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-def _lock_options(lock: object) -> LockOptions:
+def _lock_options(lock: object) -> LockOptions | None:
+    """The options given, checked; None for the defaults (built when a run first needs the lock)."""
     if lock is None:
-        return LockOptions()
+        return None
+    from ._options import LockOptions
+
     if isinstance(lock, LockOptions):
         return lock
     if isinstance(lock, Mapping):
@@ -100,6 +103,8 @@ def _metadata(metadata: object) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, Mapping) or not all(isinstance(key, str) for key in metadata):
         raise ConfigurationError([redact(f"metadata must be a dict with string keys, got {metadata!r:.80}")])
+    import pydantic_core
+
     for key, value in metadata.items():
         try:
             pydantic_core.to_json(value)
@@ -108,6 +113,10 @@ def _metadata(metadata: object) -> dict[str, Any]:
             problem = f"metadata[{key!r}] cannot be recorded: a {kind} is not JSON ({exc}); pass text or numbers"
             raise ConfigurationError([problem]) from None
     return dict(metadata)
+
+
+Listed = ChangeSpec | Declared
+"""A declared change, loaded (`ChangeSpec`) or known from its package's manifest (`Declared`)."""
 
 
 def _env_disabled() -> bool:
@@ -142,13 +151,13 @@ class Flamingock:
         self.audit_store = audit_store
         self.target_systems = self._index_targets(target_systems)
         self.service = check_identifier("service", service)
-        self.lock_options = _lock_options(lock)
+        self._lock_options = _lock_options(lock)
         self.metadata: dict[str, Any] = _metadata(metadata)
         self.enabled = enabled
         self._sources: list[ChangeSource] = [changes] if isinstance(changes, str | type) else list(changes)
         self._listeners = list(listeners)
-        self._declared: tuple[list[ChangeSpec], AppliedSummary] | None = None
-        self._skipped: tuple[list[ChangeSpec], list[ChangeResult]] | None = None
+        self._digest: tuple[Sequence[Listed], AppliedSummary] | None = None
+        self._skipped: tuple[Sequence[Listed], list[ChangeResult]] | None = None
         self._log = {"service": self.service}
         self._specs: list[ChangeSpec] | None = None
         self._state = _State.NEW
@@ -163,6 +172,15 @@ class Flamingock:
                 raise ConfigurationError([f"target_systems: two target systems have the id {target.id!r}"])
             indexed[target.id] = target
         return indexed
+
+    @property
+    def lock_options(self) -> LockOptions:
+        """How the lock behaves: the options given, or the defaults."""
+        if self._lock_options is None:
+            from ._options import LockOptions
+
+            self._lock_options = LockOptions()
+        return self._lock_options
 
     def add_listener(self, listener: Listener) -> None:
         """Also send every event to `listener` (a progress display, metrics)."""
@@ -225,6 +243,18 @@ class Flamingock:
             self._specs = specs
         return self._specs
 
+    def _declared(self) -> list[Declared] | None:
+        """The declared changes without importing a change module (from the packages' manifests), when they pass
+        the checks a full load would make of them; None when the changes are loaded already, or must be."""
+        if self._specs is not None:
+            return None
+        declared = declared_changes(self._sources)
+        if declared is None or any(d.warns or d.target_system not in self.target_systems for d in declared):
+            return None
+        if len({d.id for d in declared}) != len(declared) or len({d.order for d in declared}) != len(declared):
+            return None
+        return declared
+
     def _check_targets(self, specs: list[ChangeSpec]) -> None:
         known = ", ".join(sorted(self.target_systems)) or "none"
         problems = [
@@ -262,11 +292,14 @@ class Flamingock:
 
     async def validate(self) -> None:
         """Raise `PendingChangesError` if a run would apply anything or a change needs manual intervention."""
-        specs = self.changes()
+        declared = self._declared()
+        specs = self.changes() if declared is None else None
         async with self._session():
-            if await self._applied_by_summary(specs):  # one small read, where the store keeps a summary
+            # One small read, where the store keeps a summary; the change modules are imported only when it is
+            # not enough.
+            if await self._applied_by_summary(declared or specs or []):
                 return
-            planned = [row.planned() for row in await self._plan(specs)]
+            planned = [row.planned() for row in await self._plan(specs or self.changes())]
         pending = [p for p in planned if p.action is not PlannedAction.SKIP]
         if pending:
             lines = "\n".join(f"  - {p.change_id}: {p.action.value} ({p.explain()})" for p in pending)
@@ -302,6 +335,8 @@ class Flamingock:
         return LockKeeper(self.audit_store.lock, key=self.service, owner=owner, options=self.lock_options)
 
     def _applier(self, keeper: LockKeeper, execution_id: str, fence: Fence) -> Applier:
+        from ._apply import Applier
+
         return Applier(
             self.audit_store,
             self.target_systems,
@@ -333,16 +368,22 @@ class Flamingock:
         if not self.enabled or _env_disabled():
             logger.info("aioflamingock is disabled; no change was looked at", extra=self._log)
             return RunReport(execution_id, RunStatus.NO_CHANGES)
-        specs = self.changes()
+        declared = self._declared()
+        listed: Sequence[Listed] = self.changes() if declared is None else declared
         attributes = {"aioflamingock.service": self.service, "aioflamingock.execution_id": execution_id}
         with _tracing.span("aioflamingock.run", attributes) as span:
             async with self._session():
                 await notify(self._listeners, Event(EventKind.RUN_STARTED, execution_id))
                 results: list[ChangeResult] = []
                 try:
-                    report = await self._run(specs, execution_id, results, started)
+                    if declared is not None and await self._applied_by_summary(declared):
+                        results += self._all_applied(declared)
+                        report = self._report(execution_id, declared, results, started, RunStatus.NO_CHANGES)
+                    else:
+                        listed = self.changes()  # the modules were unchanged on disk: they load as described
+                        report = await self._run(listed, execution_id, results, started)
                 except Exception as exc:
-                    failed = self._report(execution_id, specs, results, started, RunStatus.FAILED)
+                    failed = self._report(execution_id, listed, results, started, RunStatus.FAILED)
                     if isinstance(exc, RunError | LockLostError):
                         exc.report = failed
                     await self._finish(failed)
@@ -373,14 +414,14 @@ class Flamingock:
         await self._refresh_summary()
         return self._report(execution_id, specs, results, started, RunStatus.SUCCESS)
 
-    def _all_applied(self, specs: list[ChangeSpec]) -> list[ChangeResult]:
+    def _all_applied(self, specs: Sequence[Listed]) -> list[ChangeResult]:
         """Every change ALREADY_APPLIED, built once per loaded list (results are immutable): a run with nothing
         pending at 10,000 changes spent most of its time building them."""
         if self._skipped is None or self._skipped[0] is not specs:
             self._skipped = (specs, [ChangeResult(s.id, ChangeOutcome.ALREADY_APPLIED) for s in specs])
         return self._skipped[1]
 
-    async def _applied_by_summary(self, specs: list[ChangeSpec]) -> bool:
+    async def _applied_by_summary(self, specs: Sequence[Listed]) -> bool:
         """Whether the store's summary (one small read, when it keeps one that is up to date) says every declared
         change, and no other, is applied: then nothing is pending, whatever the size of the history."""
         try:
@@ -390,9 +431,9 @@ class Flamingock:
             return False
         if summary is None:
             return False
-        if self._declared is None or self._declared[0] is not specs:  # the ids' digest, once per loaded list
-            self._declared = (specs, summarize(s.id for s in specs))
-        return summary == self._declared[1]
+        if self._digest is None or self._digest[0] is not specs:  # the ids' digest, once per list
+            self._digest = (specs, summarize(s.id for s in specs))
+        return summary == self._digest[1]
 
     async def _refresh_summary(self) -> None:
         """After a run that leaves nothing pending: bring the store's summary up to date, so that the next start-up
@@ -458,7 +499,7 @@ class Flamingock:
     def _report(
         self,
         execution_id: str,
-        specs: list[ChangeSpec],
+        specs: Sequence[Listed],
         results: list[ChangeResult],
         started: float,
         status: RunStatus,

@@ -4,6 +4,7 @@ nothing else.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import time
@@ -13,15 +14,15 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager, cont
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
-
-import anyio
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from ._errors import ClosedResourceError, ConfigurationError, CorruptAuditError
-from ._model import MAX_SECONDS, AuditEntry, DoctorCheck, Fence, LockInfo, LockLease, Marker, first_lower
+from ._model import MAX_SECONDS, DoctorCheck, Fence, LockInfo, LockLease, Marker, first_lower
 from ._redact import library_logger, redact
 from ._summary import AppliedSummary
+
+if TYPE_CHECKING:
+    from ._entry import AuditEntry
 
 __all__ = [
     "LOCK_HORIZON_SECONDS",
@@ -105,6 +106,10 @@ def entry_fix(remove: str) -> str:
 def decode_entry(document: dict[str, Any], *, where: str, fix: str) -> AuditEntry:
     """An audit entry from a store's document (Flamingock's field names), or `CorruptAuditError` naming `where`,
     the field and `fix` when the document cannot be one."""
+    from pydantic import ValidationError
+
+    from ._entry import AuditEntry
+
     try:
         return AuditEntry.from_document(document)
     except ValidationError as exc:
@@ -167,12 +172,15 @@ class Resource:
     Concurrent opens and closes (a health probe during a run) take turns."""
 
     _open_count: int = 0
-    _turnstile: anyio.Lock | None = None
+    _turnstile: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
-    def _opening(self) -> anyio.Lock:
-        if self._turnstile is None:
-            self._turnstile = anyio.Lock()
-        return self._turnstile
+    def _opening(self) -> asyncio.Lock:
+        # asyncio's lock, one per event loop (a resource may be used from one `asyncio.run` after another): anyio's
+        # would import its asyncio backend at every start-up, 15 ms of a run that finds nothing pending.
+        loop = asyncio.get_running_loop()
+        if self._turnstile is None or self._turnstile[0] is not loop:
+            self._turnstile = (loop, asyncio.Lock())
+        return self._turnstile[1]
 
     async def open(self) -> None:
         async with self._opening():

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
 from ._errors import LockAcquisitionTimeoutError, LockLostError, StoreUnavailableError
 from ._interfaces import Lock
-from ._model import Fence, LockInfo, LockLease, LockOptions
+from ._model import Fence, LockInfo, LockLease
 from ._redact import library_logger, redact
 from ._remedy import Remedy
+
+if TYPE_CHECKING:
+    from ._options import LockOptions
 
 __all__ = ["LockKeeper"]
 

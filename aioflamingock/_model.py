@@ -8,10 +8,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic.alias_generators import to_camel
-
-from ._errors import ConfigurationError
 from ._remedy import Remedy
 
 __all__ = [
@@ -21,7 +17,6 @@ __all__ = [
     "DEFAULT_SERVICE",
     "FAILURE_METADATA_KEY",
     "TRANSACTION_BYPASSED",
-    "AuditEntry",
     "AuditState",
     "ChangeIssue",
     "ChangeOutcome",
@@ -29,7 +24,6 @@ __all__ = [
     "Fence",
     "LockInfo",
     "LockLease",
-    "LockOptions",
     "Marker",
     "PlannedAction",
     "PlannedChange",
@@ -56,15 +50,6 @@ TRANSACTION_BYPASSED = "TRANSACTION_BYPASSED"
 def first_lower(text: str) -> str:
     """A message from pydantic, to follow a colon: only its first letter lowered (values it quotes kept)."""
     return text[:1].lower() + text[1:]
-
-
-def _option_problem(owner: str, error: Any) -> str:
-    """One pydantic error as a line that names the option, what it got and what it takes."""
-    where = ".".join(str(part) for part in error.get("loc", ())) or "options"
-    given = error.get("input")
-    if error.get("type") == "extra_forbidden":
-        return f"{owner}: {where} is not an option (options: {', '.join(LockOptions.model_fields)})"
-    return f"{owner}: {where} {first_lower(error.get('msg', 'is invalid'))} (got {given!r})"
 
 
 def utc_now() -> datetime:
@@ -101,71 +86,6 @@ class TxStrategy(enum.StrEnum):
     """One transaction holds the change, its APPLIED entry and the lock check."""
     TX_AUDIT_STORE_SYNC = "TX_AUDIT_STORE_SYNC"
     """A transaction on another target, with a marker record that says whether it committed."""
-
-
-class AuditEntry(BaseModel):
-    """One immutable audit record. Serialised with Flamingock's camelCase field names (`by_alias=True`)."""
-
-    model_config = ConfigDict(
-        frozen=True, alias_generator=to_camel, populate_by_name=True, use_enum_values=False, extra="ignore"
-    )
-
-    execution_id: str
-    stage_id: str
-    change_id: str
-    author: str | None = None
-    created_at: datetime
-    state: AuditState
-    type: str = "EXECUTION"
-    invoked_class: str | None = None
-    invoked_method: str | None = None
-    source_file: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    execution_millis: int = 0
-    execution_hostname: str | None = None
-    error_trace: str | None = None
-    system_change: bool = False
-    tx_strategy: TxStrategy = TxStrategy.NON_TX
-    target_system_id: str | None = None
-    change_order: str | None = None
-    recovery_strategy: Recovery = Recovery.MANUAL_INTERVENTION
-    transaction_flag: bool = False
-
-    @model_validator(mode="after")
-    def _utc(self) -> AuditEntry:
-        if self.created_at.tzinfo is None:
-            object.__setattr__(self, "created_at", self.created_at.replace(tzinfo=UTC))
-        return self
-
-    def to_document(self) -> dict[str, Any]:
-        """The entry as a JSON-compatible dict with Flamingock's field names."""
-        return self.model_dump(by_alias=True, mode="json")
-
-    @classmethod
-    def from_document(cls, document: dict[str, Any]) -> AuditEntry:
-        """The entry read back from `to_document()`'s form (camelCase or snake_case names)."""
-        return cls.model_validate(document)
-
-
-class LockOptions(BaseModel):
-    """How the distributed lock behaves. Defaults as in Flamingock: a 60 s lease, give up after waiting 180 s,
-    try again at least every second. A bad value raises `ConfigurationError` naming the option."""
-
-    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
-
-    lease_seconds: float = Field(default=DEFAULT_LEASE_SECONDS, ge=MIN_LEASE_SECONDS, le=MAX_SECONDS)
-    """How long a lease lasts without renewal; renewed every `lease_seconds / 3`. From 0.5 s (a renewal needs
-    time to reach the store) to a day (a lock nobody renews must end within a day)."""
-    acquire_timeout_seconds: float = Field(default=DEFAULT_ACQUIRE_TIMEOUT_SECONDS, ge=0, le=MAX_SECONDS)
-    """How long to wait for another instance to release the lock before giving up; at most a day."""
-    retry_interval_seconds: float = Field(default=DEFAULT_RETRY_INTERVAL_SECONDS, gt=0, le=MAX_SECONDS)
-    """The longest sleep between two attempts to acquire; at most a day."""
-
-    def __init__(self, **options: Any) -> None:
-        try:
-            super().__init__(**options)
-        except ValidationError as exc:
-            raise ConfigurationError([_option_problem("LockOptions", error) for error in exc.errors()]) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ._change import ChangeSpec
 from ._interfaces import AuditStore, TargetSystem, TransactionalTargetSystem
-from ._model import AuditEntry, ChangeIssue, LockInfo, PlannedAction, PlannedChange
+from ._model import ChangeIssue, LockInfo, PlannedAction, PlannedChange
 from ._remedy import Remedy
 from ._resolver import needs_marker_check, resolve
+
+if TYPE_CHECKING:
+    from ._entry import AuditEntry
 
 __all__ = ["PlanRow", "blocking", "issues", "live_execution", "live_holder", "read_plan"]
 

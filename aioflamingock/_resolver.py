@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._change import ChangeSpec
 from ._model import (
     FAILURE_METADATA_KEY,
     TRANSACTION_BYPASSED,
-    AuditEntry,
     AuditState,
     PlannedAction,
     Recovery,
     TxStrategy,
 )
+
+if TYPE_CHECKING:
+    from ._entry import AuditEntry
 
 __all__ = ["needs_marker_check", "resolve"]
 

@@ -7,14 +7,14 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any
-
-from pydantic_core import to_jsonable_python
+from typing import TYPE_CHECKING, Any
 
 from ._errors import CorruptAuditError
 from ._interfaces import decode_entry, entry_fix, skip_corrupt
-from ._model import AuditEntry
 from ._summary import APPLIED_STATES, AppliedSummary, summarize
+
+if TYPE_CHECKING:
+    from ._entry import AuditEntry
 
 __all__ = ["AUDIT_COLUMNS", "AuditTable", "entry_row", "row_entry"]
 
@@ -36,11 +36,17 @@ def entry_row(entry: AuditEntry) -> tuple[Any, ...]:
         if column == "created_at":
             value = json_time(value)
         elif column == "metadata":
-            value = json.dumps(to_jsonable_python(value)) if value else "{}"
+            value = _json_text(value) if value else "{}"
         elif isinstance(value, enum.Enum):
             value = value.value
         row.append(value)
     return tuple(row)
+
+
+def _json_text(value: Any) -> str:
+    from pydantic_core import to_jsonable_python
+
+    return json.dumps(to_jsonable_python(value))
 
 
 def json_time(moment: datetime) -> str:

@@ -7,8 +7,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ._model import AuditEntry, AuditState
+from ._model import AuditState
+
+if TYPE_CHECKING:
+    from ._entry import AuditEntry
 
 __all__ = ["APPLIED_STATES", "AppliedSummary", "summarize", "summary_of"]
 

@@ -27,6 +27,8 @@ from aioflamingock.backend import AuditStore, Lock, TransactionalTargetSystem, c
 - a ready change a backend ships (alembic's upgrade in `aioflamingock.sql`): `Change`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._change import Change
 from ._driver import Backoff, ErrorRule, ErrorTable, import_driver, named, retrying
 from ._errors import (
@@ -61,10 +63,13 @@ from ._interfaces import (
     set_while,
     skip_corrupt,
 )
-from ._model import AuditEntry, AuditState, DoctorCheck, Fence, LockInfo, LockLease, Marker, TxStrategy, utc_now
+from ._model import AuditState, DoctorCheck, Fence, LockInfo, LockLease, Marker, TxStrategy, utc_now
 from ._redact import library_logger, redact
 from ._rows import AUDIT_COLUMNS, AuditTable, entry_row, row_entry
 from ._summary import APPLIED_STATES, AppliedSummary, summarize, summary_of
+
+if TYPE_CHECKING:
+    from ._entry import AuditEntry
 
 __all__ = [
     "APPLIED_STATES",
@@ -122,3 +127,13 @@ __all__ = [
     "summary_of",
     "utc_now",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`AuditEntry`, imported on first use: a start-up that finds nothing pending reads no entry."""
+    if name == "AuditEntry":
+        from ._entry import AuditEntry
+
+        globals()[name] = AuditEntry
+        return AuditEntry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from .. import (
-    AuditEntry,
     ChangeIssue,
     DoctorCheck,
     Flamingock,
@@ -30,6 +29,9 @@ from ._output import (
     when,
     write_json,
 )
+
+if TYPE_CHECKING:
+    from .. import AuditEntry
 
 __all__ = ["audit_list", "doctor", "health", "issues_get", "issues_list"]
 

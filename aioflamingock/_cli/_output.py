@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,7 +23,6 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import (
-    AuditEntry,
     ChangeOutcome,
     ConfigurationError,
     Flamingock,
@@ -47,6 +46,9 @@ from ._base import (
     CliError,
 )
 from ._loading import load_app
+
+if TYPE_CHECKING:
+    from .. import AuditEntry
 
 __all__ = [
     "ACTION_STYLES",

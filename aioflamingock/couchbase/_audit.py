@@ -22,10 +22,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..backend import (
-    AuditEntry,
     CorruptAuditError,
     Fence,
     LockLostError,
@@ -37,6 +36,9 @@ from ..backend import (
     skip_corrupt,
 )
 from ._kv import Keyspace, path
+
+if TYPE_CHECKING:
+    from ..backend import AuditEntry
 
 __all__ = ["HEAD_KEY", "AuditLog", "entry_key", "holder", "next_head"]
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from ..backend import (
-    AuditEntry,
     ConfigurationError,
     DoctorCheck,
     Fence,
@@ -21,6 +21,9 @@ from ._errors import sdk_errors
 from ._kv import Doc
 from ._lock import CouchbaseLock, lock_key, unexpired
 from ._target import DEFAULT_SCOPE, CouchbaseTargetSystem, CouchbaseTransaction, check_keyspace_name
+
+if TYPE_CHECKING:
+    from ..backend import AuditEntry
 
 __all__ = ["DEFAULT_AUDIT_COLLECTION", "DEFAULT_LOCK_COLLECTION", "CouchbaseAuditStore"]
 

@@ -4,12 +4,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ..backend import (
-    AuditEntry,
     ConfigurationError,
     CorruptAuditError,
     DoctorCheck,
@@ -29,6 +28,9 @@ from ._items import Item, from_item, number, string, to_item
 from ._lock import DynamoDBLock
 from ._tables import AUDIT_KEYS, LOCK_KEYS, TableSpec, check_table_name, describe, ensure_table
 from ._target import Action, AlreadyCommitted, CommitPart, DynamoDBTargetSystem, DynamoDBTransaction, Rebuild
+
+if TYPE_CHECKING:
+    from ..backend import AuditEntry
 
 __all__ = ["AUDIT_PARTITION", "DEFAULT_AUDIT_TABLE", "DEFAULT_LOCK_TABLE", "DynamoDBAuditStore"]
 

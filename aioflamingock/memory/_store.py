@@ -3,9 +3,9 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..backend import (
-    AuditEntry,
     AuditStore,
     Fence,
     LocallyTimedLock,
@@ -14,6 +14,9 @@ from ..backend import (
     LockLostError,
     epoch_datetime,
 )
+
+if TYPE_CHECKING:
+    from ..backend import AuditEntry
 
 __all__ = ["InMemoryAuditStore", "InMemoryLock"]
 

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..backend import (
-    AuditEntry,
     ConfigurationError,
     DoctorCheck,
     Fence,
@@ -36,6 +35,9 @@ from ._target import (
     check_collection_name,
     close_cursor,
 )
+
+if TYPE_CHECKING:
+    from ..backend import AuditEntry
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.client_session import AsyncClientSession

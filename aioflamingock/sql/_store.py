@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..backend import (
     AUDIT_COLUMNS,
     AppliedSummary,
-    AuditEntry,
     AuditTable,
     ConfigurationError,
     DoctorCheck,
@@ -25,6 +24,9 @@ from ._dialect import POSTGRESQL, qualified
 from ._errors import is_denied, translate_errors
 from ._lock import SQLLock
 from ._target import SQLTargetSystem, SQLTransaction, has_table
+
+if TYPE_CHECKING:
+    from ..backend import AuditEntry
 
 __all__ = ["DEFAULT_AUDIT_TABLE", "DEFAULT_LOCK_TABLE", "SQLAuditStore"]
 

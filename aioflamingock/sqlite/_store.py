@@ -4,12 +4,11 @@ import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..backend import (
     AUDIT_COLUMNS,
     AppliedSummary,
-    AuditEntry,
     AuditTable,
     ConfigurationError,
     DoctorCheck,
@@ -26,6 +25,9 @@ from ..backend import (
 from ._errors import translate_errors
 from ._lock import SQLiteLock
 from ._target import MARKER_TABLE, SQLiteTargetSystem, SQLiteTransaction
+
+if TYPE_CHECKING:
+    from aioflamingock.backend import AuditEntry
 
 __all__ = ["DEFAULT_AUDIT_TABLE", "DEFAULT_LOCK_TABLE", "SQLiteAuditStore"]
 

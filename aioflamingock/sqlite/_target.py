@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -165,14 +166,14 @@ class SQLiteTargetSystem(TransactionalTargetSystem):
         """Switch to WAL. SQLite answers "database is locked" at once, without waiting `busy_timeout`, when other
         connections are opening the same new file at that moment (instances of a service starting together): it
         is asked again, for up to `busy_timeout_seconds`."""
-        deadline = anyio.current_time() + self.busy_timeout_seconds
+        deadline = time.monotonic() + self.busy_timeout_seconds
         pause = 0.005
         while True:
             try:
                 await self._fetch("PRAGMA journal_mode = WAL")
                 return
             except Exception as exc:
-                if not is_busy(exc) or anyio.current_time() + pause > deadline:
+                if not is_busy(exc) or time.monotonic() + pause > deadline:
                     raise
             await anyio.sleep(pause)
             pause = min(pause * 2, 0.1)
