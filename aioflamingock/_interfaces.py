@@ -390,6 +390,11 @@ class AuditStore(Resource, ABC):
         """Make the summary up to date with the audit, reading the audit and writing the summary atomically
         (nothing written in between). Called when a run ends with nothing pending; a no-op by default."""
 
+    def summary_removal(self) -> str:
+        """How a human removes the summary, for `doctor()` to say when the summary disagrees with the audit (the
+        next run then reads every state and writes it again)."""
+        return "remove the store's summary"
+
     async def append_in_transaction(self, tx: Transaction, entry: AuditEntry, *, fence: Fence) -> None:
         """Append `entry` inside `tx`, checking `fence` in the same transaction. Only called when
         `shares_transactions_with` is true for the transaction's target."""

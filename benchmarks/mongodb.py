@@ -6,7 +6,9 @@ Uses the server at $AIOFLAMINGOCK_MONGODB_URI (a replica set), else starts Secan
 written in Python, in a child process. Every figure comes from one server in one run.
 
 (a) A run with nothing pending, over 1,000, 5,000 and 10,000 applied changes: the commands it sends (counted with a
-    `pymongo.monitoring.CommandListener` on the client) and its wall time, each also as a ratio to one `find_one`.
+    `pymongo.monitoring.CommandListener` on the client) and its wall time, each also as a ratio to one `find_one`;
+    beside them, the full read of every state and the audit's `$collStats` count alone (which the summary's read
+    asks for: metadata on mongod, a scan on SecantusDB).
 (b) Applying 500 trivial changes on each path: commands and time per change, against the path's floor.
 (c) The same 200 trivial migrations, then a run with nothing pending, with pymongo-migrate: side by side.
 
@@ -139,6 +141,9 @@ async def noop_run(
     # The store's read alone, rows fetched, not decoded: the server's share of the time.
     unfiltered = [{"$sort": {"changeId": 1, "seq": -1}}, {"$group": {"_id": "$changeId", "doc": {"$first": "$$ROOT"}}}]
     read_all = await median_seconds(lambda: fetch(audit, unfiltered), max(repeat, 5))
+    # The audit's document count, which the summary's read asks for (mongod: the collection's metadata; SecantusDB
+    # counts by scanning), alone: the server's share of a run with nothing pending.
+    count_alone = await median_seconds(lambda: fetch(audit, [{"$collStats": {"count": {}}}]), max(repeat, 5))
 
     def figures(runs: Runs) -> dict[str, Any]:
         seconds = runs.seconds_median
@@ -157,6 +162,7 @@ async def noop_run(
         "find_one_seconds_median": find_one,
         "find_one_commands": len(find_commands.sent),
         "read_alone_seconds_median": read_all,
+        "count_alone_seconds_median": count_alone,
         "fresh_engine": figures(fresh),
         "runs": repeat,
         "open_engine": figures(kept) if kept.times else None,
@@ -373,6 +379,7 @@ def print_tables(results: dict[str, Any]) -> None:
             f"{'':>16} | find_one | {row['find_one_commands']:>6} | {row['find_one_seconds_median'] * 1000:>7.2f} ms |"
         )
         print(f"{'':>16} | read alone       | {row['read_alone_seconds_median'] * 1000:>7.1f} ms |")
+        print(f"{'':>16} | count alone      | {row['count_alone_seconds_median'] * 1000:>7.1f} ms |")
     print(f"\n(b) applying {APPLY_COUNT} trivial changes")
     print(f"{'path':<8} | {'per change':>10} | {'floor':>8} | {'x floor':>7} | {'commands':>8} | {'floor':>5}")
     for row in results["apply"]:

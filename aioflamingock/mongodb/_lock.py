@@ -26,7 +26,7 @@ from ._target import aggregate
 if TYPE_CHECKING:
     from pymongo.asynchronous.collection import AsyncCollection
 
-__all__ = ["LOCKED", "RELEASED", "MongoDBLock", "fence_filter", "lock_filter"]
+__all__ = ["FENCE_SUFFIX", "LOCKED", "RELEASED", "MongoDBLock", "fence_filter", "lock_filter"]
 
 LOCKED = "LOCKED"
 RELEASED = "RELEASED"
@@ -61,8 +61,11 @@ def lock_filter(key: str, owner: str, token: int) -> dict[str, Any]:
     return {"_id": key, "owner": owner, "fencingToken": token, "status": LOCKED}
 
 
+FENCE_SUFFIX = "#fence"
+
+
 def fence_id(key: str) -> str:
-    return f"{key}#fence"  # `#` is not allowed in a key, so this never names a lock document
+    return f"{key}{FENCE_SUFFIX}"  # `#` is not allowed in a key, so this never names a lock document
 
 
 def fence_filter(key: str, owner: str, token: int) -> dict[str, Any]:

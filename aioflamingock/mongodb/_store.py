@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..backend import (
+    AppliedSummary,
     ConfigurationError,
     DoctorCheck,
     Fence,
@@ -23,9 +24,10 @@ from ..backend import (
     redact,
     retrying,
     skip_corrupt,
+    summary_of,
 )
 from ._errors import translate_errors
-from ._lock import MongoDBLock, fence_filter
+from ._lock import FENCE_SUFFIX, MongoDBLock, fence_filter
 from ._target import (
     CLEANUP_SECONDS,
     MARKER_COLLECTION,
@@ -56,6 +58,9 @@ _NOT_STORED = ("_id", "seq")
 _MATCH_AT_MOST = 100
 _ACTIONS = ("find", "insert", "update", "listIndexes")  # what a run does to the audit and lock collections
 _ONE_BATCH = 1_000_000  # documents; the server also stops a batch at 16 MB
+_SUMMARY_PREFIX = "#summary:"
+"""The summary's `_id` in the lock collection is this and the audit collection's name: never a lock key
+(`[A-Za-z0-9._-]`) nor a fence (`<key>#fence`)."""
 
 
 def _document(entry: AuditEntry) -> dict[str, Any]:
@@ -64,10 +69,13 @@ def _document(entry: AuditEntry) -> dict[str, Any]:
     return {k: v.value if isinstance(v, enum.Enum) else v for k, v in data.items()}
 
 
-def _entry(document: dict[str, Any], collection: str) -> AuditEntry:
+def _entry(document: dict[str, Any], collection: str, removal: str) -> AuditEntry:
     where = f"MongoDB collection {collection!r}, document _id {document.get('_id')!r}"
-    fix = entry_fix(f"`db.{collection}.deleteOne({{_id: ...}})` with that _id")
-    return decode_entry({k: v for k, v in document.items() if k not in _NOT_STORED}, where=where, fix=fix)
+    remove = (
+        f"`db.{collection}.deleteOne({{_id: ...}})` with that _id, then remove the start-up summary, which cannot "
+        f"see an edit by hand: {removal}"
+    )
+    return decode_entry({k: v for k, v in document.items() if k not in _NOT_STORED}, where=where, fix=entry_fix(remove))
 
 
 def _shell_keys(keys: list[tuple[str, int]]) -> str:
@@ -262,19 +270,85 @@ class MongoDBAuditStore(TargetStore[MongoDBTargetSystem, MongoDBLock]):
         ]
         with translate_errors("reading the current states"):
             groups = await aggregate(self._audit, pipeline, batchSize=_ONE_BATCH)
+        removal = self.summary_removal()
         return {
-            str(group["_id"]): _entry(group["doc"], self.audit_collection)
+            str(group["_id"]): _entry(group["doc"], self.audit_collection, removal)
             for group in groups
             if wanted is None or group["_id"] in wanted
         }
 
+    # -- the start-up summary -------------------------------------------------------------------------------------
+
+    @property
+    def _summary_id(self) -> str:
+        return f"{_SUMMARY_PREFIX}{self.audit_collection}"
+
+    async def _look(self) -> tuple[list[list[Any]], int, dict[str, Any] | None]:
+        """In one aggregation: every fence's `seq` (sorted), the audit's document count (`$collStats`: the
+        collection's metadata, not a scan), and the summary document, if any."""
+        summary_id = self._summary_id
+        pipeline: list[dict[str, Any]] = [
+            {"$collStats": {"count": {}}},
+            {
+                "$lookup": {
+                    "from": self.lock_collection,
+                    "pipeline": [
+                        {"$match": {"$or": [{"_id": summary_id}, {"seq": {"$exists": True}}]}},
+                        {"$project": {"seq": True, "fences": True, "entries": True, "applied": True, "digest": True}},
+                    ],
+                    "as": "locks",
+                }
+            },
+        ]
+        with translate_errors("reading the audit's summary"):
+            found = await aggregate(self._audit, pipeline)
+        count = sum(int(part.get("count", 0)) for part in found)  # one part per shard
+        locks: list[dict[str, Any]] = found[0]["locks"] if found else []
+        fences = sorted(
+            [document["_id"], document["seq"]]
+            for document in locks
+            if isinstance(document.get("_id"), str) and document["_id"].endswith(FENCE_SUFFIX)
+        )
+        return fences, count, next((d for d in locks if d.get("_id") == summary_id), None)
+
+    def summary_removal(self) -> str:
+        return f"`db.{self.lock_collection}.deleteOne({{_id: {self._summary_id!r}}})`"
+
+    async def applied_summary(self) -> AppliedSummary | None:
+        """One aggregation (fences, the audit's count, the summary). The summary holds when every fence's `seq`
+        and the audit's document count are what they were when it was computed: no entry appended since, by any
+        instance or any version of this library (every append moves a fence, in its transaction), and none
+        inserted or deleted by hand. An entry changed by hand in place it cannot see (MongoDB has no triggers):
+        see docs/decisions.md."""
+        fences, count, summary = await self._look()
+        if summary is None or summary.get("fences") != fences or summary.get("entries") != count:
+            return None
+        applied, digest = summary.get("applied"), summary.get("digest")
+        if not isinstance(applied, int) or not isinstance(digest, str):
+            return None
+        return AppliedSummary(applied, digest)
+
+    async def refresh_summary(self) -> None:
+        """Fences and count, every change's newest state, fences and count again: when neither moved in between,
+        no entry was appended, inserted or deleted during the read (an append moves a fence and inserts its
+        entry in one transaction), so the states are those the first look accounts for. Written with it;
+        skipped when anything moved."""
+        fences, count, _ = await self._look()
+        summary = summary_of(await self.current_states())
+        if (await self._look())[:2] != (fences, count):
+            return
+        document = {"fences": fences, "entries": count, "applied": summary.count, "digest": summary.digest}
+        with translate_errors("writing the audit's summary"):
+            await self._locks.replace_one({"_id": self._summary_id}, document, upsert=True)
+
     async def history(self) -> AsyncIterator[AuditEntry]:
         """Oldest first, streamed in the driver's batches."""
         cursor = self._audit.find({}, sort=[("seq", 1), ("_id", 1)])
+        removal = self.summary_removal()
         try:
             with translate_errors("reading the history"):
                 async for document in cursor:
-                    entry = skip_corrupt(partial(_entry, document, self.audit_collection))
+                    entry = skip_corrupt(partial(_entry, document, self.audit_collection, removal))
                     if entry is not None:
                         yield entry
         finally:

@@ -364,6 +364,9 @@ class SQLAuditStore(TargetStore[SQLTargetSystem, SQLLock]):
                     return
         self._summary_kept = True
 
+    def summary_removal(self) -> str:
+        return f"`DELETE FROM {self._summary_table}`"
+
     async def applied_summary(self) -> AppliedSummary | None:
         """One statement, one row: the summary, if no entry was added since it was written (its `last_id` is the
         audit's newest id; the triggers drop it when an entry is changed or deleted)."""

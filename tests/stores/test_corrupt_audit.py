@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from aioflamingock import AuditState, Change, CorruptAuditError, Flamingock, Remedy, RunStatus
+from aioflamingock import AuditState, Change, ChangeFailedError, CorruptAuditError, Flamingock, Remedy, RunStatus
 from aioflamingock.sqlite import SQLiteAuditStore, SQLiteTargetSystem
 
 CORRUPTIONS = {
@@ -137,6 +137,13 @@ async def test_mongodb_a_corrupt_entry_is_named_with_its_fix_and_an_undeclared_o
     await mongo_engine(mongodb_client, mongodb_database, SeedUsers).run()
     audit = mongodb_client[mongodb_database].flamingockAuditLog
     await audit.update_one({"changeId": "seed-users"}, {"$set": {"state": "applied", "executionMillis": "abc"}})
+    # An entry changed in place by hand: the start-up summary cannot see it (no triggers on MongoDB), so a run
+    # with nothing pending answers from it; doctor() reads every entry and says what to do.
+    assert (await mongo_engine(mongodb_client, mongodb_database, SeedUsers).run()).status is RunStatus.NO_CHANGES
+    checks = await mongo_engine(mongodb_client, mongodb_database, SeedUsers).doctor()
+    (bad,) = [c for c in checks if not c.ok]
+    assert "flamingockAuditLog" in bad.detail and "#summary:flamingockAuditLog" in bad.fix
+    await mongodb_client[mongodb_database].flamingockLock.delete_one({"_id": "#summary:flamingockAuditLog"})
     fl = mongo_engine(mongodb_client, mongodb_database, SeedUsers)
     with pytest.raises(CorruptAuditError) as caught:
         await fl.run()
@@ -147,6 +154,20 @@ async def test_mongodb_a_corrupt_entry_is_named_with_its_fix_and_an_undeclared_o
     assert (await undeclared.run()).status is RunStatus.NO_CHANGES
     assert [e async for e in undeclared.history()] == []
     assert any("flamingockAuditLog" in c.detail for c in await undeclared.doctor() if not c.ok)
+
+
+async def test_mongodb_a_state_changed_by_hand_is_named_by_doctor_with_the_summarys_removal(
+    mongodb_client: Any, mongodb_database: str
+) -> None:
+    await mongo_engine(mongodb_client, mongodb_database, SeedUsers).run()
+    audit = mongodb_client[mongodb_database].flamingockAuditLog
+    await audit.update_one({"changeId": "seed-users"}, {"$set": {"state": "ROLLED_BACK"}})  # to run it again
+    (check,) = [c for c in await mongo_engine(mongodb_client, mongodb_database, SeedUsers).doctor() if not c.ok]
+    assert check.check == "summary" and "1 change(s) applied, the audit 0" in check.detail
+    assert (await mongo_engine(mongodb_client, mongodb_database, SeedUsers).run()).status is RunStatus.NO_CHANGES
+    await mongodb_client[mongodb_database].flamingockLock.delete_one({"_id": "#summary:flamingockAuditLog"})
+    with pytest.raises(ChangeFailedError, match="seed-users"):  # it runs again (and its user is there already)
+        await mongo_engine(mongodb_client, mongodb_database, SeedUsers).run()
 
 
 async def test_what_a_corrupt_entry_holds_is_quoted_without_its_secrets(tmp_path: Path) -> None:

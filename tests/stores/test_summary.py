@@ -31,9 +31,12 @@ human, unless the change retries: c3 is ALWAYS_RETRY)."""
 
 
 def changes(failing: set[str]) -> dict[str, type[Change]]:
-    """One class per id, which fails when its id is in `failing`; on any SQL target."""
+    """One class per id, which fails when its id is in `failing`; on any SQL or MongoDB target."""
 
     async def touch(ctx: Any) -> None:
+        if not hasattr(ctx, "connection"):  # MongoDB
+            await ctx.db["touched"].find_one({}, session=ctx.session)
+            return
         from sqlalchemy import text
 
         await ctx.connection.execute("SELECT 1" if isinstance(ctx, SQLiteContext) else text("SELECT 1"))
@@ -85,6 +88,22 @@ class Backend:
         made = changes(set(failing))
         return Flamingock(audit_store=store, target_systems=[store.target], changes=[made[i] for i in declared])
 
+    def foreign_entry(self, change_id: str, state: str) -> None:
+        """An entry written by a tool that keeps no summary: an older version, say."""
+        self.raw(
+            f"INSERT INTO {self.audit} (execution_id, stage_id, change_id, created_at, state, type, "
+            "metadata, execution_millis, system_change, tx_strategy, recovery_strategy, transaction_flag) "
+            "VALUES (:e, 'default', :c, '2026-12-02T00:00:00Z', :s, 'EXECUTION', '{}', 0, :no, 'NON_TX', "
+            "'MANUAL_INTERVENTION', :no)",
+            {"e": uuid.uuid4().hex, "c": change_id, "s": state, "no": False},
+        )
+
+    def delete_newest(self, change_id: str) -> None:
+        """A human deleting a change's newest entry, as CorruptAuditError's fix says."""
+        for (newest,) in self.raw(f"SELECT MAX(id) FROM {self.audit} WHERE change_id = :c", {"c": change_id}):
+            if newest is not None:
+                self.raw(f"DELETE FROM {self.audit} WHERE id = :id", {"id": newest})
+
     def raw(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
         """A statement run by hand, as a human or another tool would; its rows (none if the audit is not made)."""
         from sqlalchemy import inspect, text
@@ -130,6 +149,44 @@ class SQLBackend(Backend):
 
         target = SQLTargetSystem("db", engine=self.made, marker_table=f"{self.prefix}marker")
         return SQLAuditStore.from_target(target, audit_table=self.audit, lock_table=f"{self.prefix}lock")
+
+
+class MongoDBBackend(Backend):
+    """What is done by hand is done with PyMongo: an entry appended by a tool that keeps no summary (as every
+    version of this library appends: moving a fence, then inserting with its `seq`), an entry deleted."""
+
+    audit = "flamingockAuditLog"
+
+    def __init__(self, server: Server) -> None:
+        from pymongo import AsyncMongoClient, MongoClient
+
+        self.database = f"h{uuid.uuid4().hex[:10]}"
+        self.client: Any = AsyncMongoClient(server.uri, serverSelectionTimeoutMS=10_000)
+        self.hand: Any = MongoClient(server.uri, serverSelectionTimeoutMS=10_000)[self.database]
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.hand.client.drop_database(self.database)
+        self.hand.client.close()
+        await self.client.close()
+
+    def store(self) -> Any:
+        from aioflamingock.mongodb import MongoDBAuditStore, MongoDBTargetSystem
+
+        return MongoDBAuditStore.from_target(MongoDBTargetSystem("db", client=self.client, database=self.database))
+
+    def foreign_entry(self, change_id: str, state: str) -> None:
+        from datetime import UTC, datetime
+
+        fence = self.hand["flamingockLock"].find_one_and_update(
+            {"_id": "default#fence"}, {"$inc": {"seq": 1}}, upsert=True, return_document=True
+        )
+        entry = {"executionId": uuid.uuid4().hex, "stageId": "default", "changeId": change_id, "state": state}
+        self.hand[self.audit].insert_one(entry | {"createdAt": datetime(2026, 12, 2, tzinfo=UTC), "seq": fence["seq"]})
+
+    def delete_newest(self, change_id: str) -> None:
+        newest = self.hand[self.audit].find_one({"changeId": change_id}, sort=[("seq", -1)])
+        if newest is not None:
+            self.hand[self.audit].delete_one({"_id": newest["_id"]})
 
 
 async def check_summary(backend: Backend) -> None:
@@ -184,18 +241,10 @@ async def play(backend: Backend, steps: list[tuple[str, Any, Any]]) -> None:
             elif kind == "undo":
                 with contextlib.suppress(RunError):
                     await backend.engine(list(IDS[:first])).undo(IDS[first - 1])
-            elif kind == "foreign entry":  # a writer that keeps no summary: an older version, say
-                backend.raw(
-                    f"INSERT INTO {backend.audit} (execution_id, stage_id, change_id, created_at, state, type, "
-                    "metadata, execution_millis, system_change, tx_strategy, recovery_strategy, transaction_flag) "
-                    "VALUES (:e, 'default', :c, '2026-12-02T00:00:00Z', :s, 'EXECUTION', '{}', 0, :no, 'NON_TX', "
-                    "'MANUAL_INTERVENTION', :no)",
-                    {"e": uuid.uuid4().hex, "c": first, "s": second, "no": False},
-                )
-            else:  # a human deleting an entry, as CorruptAuditError's fix says
-                for (newest,) in backend.raw(f"SELECT MAX(id) FROM {backend.audit} WHERE change_id = :c", {"c": first}):
-                    if newest is not None:
-                        backend.raw(f"DELETE FROM {backend.audit} WHERE id = :id", {"id": newest})
+            elif kind == "foreign entry":
+                backend.foreign_entry(first, second)
+            else:
+                backend.delete_newest(first)
             await check_summary(backend)
 
 
@@ -231,6 +280,22 @@ def test_the_summary_never_says_more_than_the_full_read_on_sql_servers(
 ) -> None:
     async def history() -> None:
         await play(SQLBackend(sql_server_for_histories), steps)
+
+    asyncio.run(history())
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(steps=st.lists(STEP, min_size=1, max_size=6))
+@with_examples
+def test_the_summary_never_says_more_than_the_full_read_on_mongodb(
+    mongodb_server: Server, steps: list[tuple[str, Any, Any]]
+) -> None:
+    async def history() -> None:
+        await play(MongoDBBackend(mongodb_server), steps)
 
     asyncio.run(history())
 
@@ -304,3 +369,30 @@ async def test_a_database_where_the_summary_cannot_be_created_still_runs_reading
         fl = db.engine(list(IDS[:3]))
         async with fl:
             assert await fl.audit_store.applied_summary() is None
+
+
+async def test_on_mongodb_a_run_with_nothing_pending_reads_the_summary_and_sees_every_append(
+    mongodb_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aioflamingock.mongodb import MongoDBAuditStore
+
+    async with MongoDBBackend(mongodb_server) as db:
+        assert len((await db.engine(list(IDS[:3])).run()).applied) == 3
+        with monkeypatch.context() as patched:
+            patched.setattr(MongoDBAuditStore, "current_states", every_state)
+            assert (await db.engine(list(IDS[:3])).run()).status is RunStatus.NO_CHANGES
+            await db.engine(list(IDS[:3])).validate()
+        await db.engine(list(IDS)).fix("c3", "applied")  # an append through the engine: the summary is stale
+        assert (await db.engine(list(IDS)).run()).applied == ["c4"]
+        await db.engine(list(IDS)).undo("c2")  # c3 and c4 rolled back
+        assert (await db.engine(list(IDS)).run()).applied == ["c3", "c4"]
+        with monkeypatch.context() as patched:
+            patched.setattr(MongoDBAuditStore, "current_states", every_state)
+            assert (await db.engine(list(IDS)).run()).status is RunStatus.NO_CHANGES
+        db.foreign_entry("c1", "FAILED")  # by a tool that keeps no summary
+        with pytest.raises(RunError):
+            await db.engine(list(IDS)).run()  # c1 needs a human now: the summary did not hide it
+        await db.engine(list(IDS)).fix("c1", "applied")
+        await db.engine(list(IDS)).run()
+        db.delete_newest("c4")  # by hand, as a human who wants c4 to run again: no fence moved, one entry less
+        assert (await db.engine(list(IDS)).run()).applied == ["c4"]
