@@ -309,6 +309,8 @@ class Flamingock:
         """The changes that need a human to say whether they ran (`fix`)."""
         specs = self.changes()
         async with self._session():
+            if await self._applied_by_summary(specs):  # every declared change applied: none has an issue
+                return []
             rows = await read_plan(self.audit_store, self.target_systems, specs)
             return issues(rows, await live_holder(self.audit_store, self.service))
 
@@ -316,8 +318,9 @@ class Flamingock:
 
     async def health(self, *, timeout_seconds: float = 5.0) -> Health:
         """For a readiness probe: whether the audit store answers within `timeout_seconds` and no change needs
-        manual intervention. Reads the audit (and markers) once; takes no lock, writes nothing, and reports a
-        store failure in the result instead of raising. Invalid changes still raise `ConfigurationError`."""
+        manual intervention. Reads the store's summary when it says every declared change is applied, else the
+        audit (and markers) once; takes no lock, writes nothing, and reports a store failure in the result instead
+        of raising. Invalid changes still raise `ConfigurationError`."""
         return await health(self, timeout_seconds)
 
     async def doctor(self, *, timeout_seconds: float = 10.0) -> list[DoctorCheck]:

@@ -22,6 +22,8 @@ async def health(fl: Flamingock, timeout_seconds: float) -> Health:
     try:
         with anyio.fail_after(timeout_seconds):
             async with fl._session():
+                if await fl._applied_by_summary(specs):  # every declared change applied: one small read
+                    return Health(True, [], [])
                 rows = await read_plan(fl.audit_store, fl.target_systems, specs)
                 holder = await live_holder(fl.audit_store, fl.service)
     except TimeoutError:

@@ -62,6 +62,7 @@ from _common import (
 import aioflamingock
 from aioflamingock import Change, Flamingock, NonTransactionalTargetSystem
 from aioflamingock.dynamodb import DynamoDBAuditStore, DynamoDBContext, DynamoDBTargetSystem
+from aioflamingock.dynamodb._store import SUMMARY_SEQ
 
 ROOT = Path(__file__).resolve().parent.parent
 ENDPOINT_ENV = "AIOFLAMINGOCK_DYNAMODB_ENDPOINT"
@@ -148,8 +149,8 @@ async def audit_items(client: Any, table: str, **arguments: Any) -> list[dict[st
     """The audit partition as the store reads it (one strongly consistent `Query`, page by page), not decoded."""
     query = {
         "TableName": table,
-        "KeyConditionExpression": "partitionKey = :p",
-        "ExpressionAttributeValues": {":p": S(PARTITION)},
+        "KeyConditionExpression": "partitionKey = :p AND seq < :summary",  # the start-up summary sits above
+        "ExpressionAttributeValues": {":p": S(PARTITION), ":summary": {"N": str(SUMMARY_SEQ)}},
         "ConsistentRead": True,
         **arguments,
     }

@@ -2,16 +2,18 @@
 
 | document | key | body |
 |---|---|---|
-| head | `flamingockAuditHead` | `seq`, `states`, `last`, `holders` (below) |
+| head | `flamingockAuditHead` | `seq`, `states`, `last`, `holders`, `summary` (below) |
 | entry | `flamingockAudit::<seq>` | the entry, with Flamingock's field names, and its `seq` |
 
-The head holds `seq` (entries so far), `states` (the newest entry of each change), `last` (the newest entry of all)
-and `holders` (per lock key, the owner and token that last claimed the log). It is the commit point: an append is
-one sub-document write to the head with compare-and-swap (CAS) — `seq`, `states.<change id>` and `last`, nothing
-else of it — then the write of the entry's own document. So the current state of every change is one `get`,
-whatever the size of the audit; an append moves one entry's worth of bytes, whatever the size of the head; and two
-appenders can never both take one sequence number. A crash between the two writes leaves the entry in the head but
-not in the history; the next append writes it again (an `insert` of `last`, ignored when it is there).
+The head holds `seq` (entries so far), `states` (the newest entry of each change), `last` (the newest entry of all),
+`holders` (per lock key, the owner and token that last claimed the log) and `summary` (how many changes are
+applied, a digest of which, and the `seq` it was computed at: a start-up reads only it and `seq`). It is the commit
+point: an append is one sub-document write to the head with compare-and-swap (CAS) — `seq`, `states.<change id>`
+and `last`, nothing else of it — then the write of the entry's own document. So the current state of every change
+is one `get`, whatever the size of the audit; an append moves one entry's worth of bytes, whatever the size of the
+head; and two appenders can never both take one sequence number. A crash between the two writes leaves the entry in
+the head but not in the history; the next append writes it again (an `insert` of `last`, ignored when it is
+there).
 
 The head also fences: a new lock holder claims it (a CAS write of its owner and token) before it reads any state,
 and an append lands only if the head still names its writer. See `CouchbaseAuditStore` for what that guarantees.
@@ -25,6 +27,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..backend import (
+    AppliedSummary,
     CorruptAuditError,
     Fence,
     LockLostError,
@@ -34,8 +37,9 @@ from ..backend import (
     entry_fix,
     library_logger,
     skip_corrupt,
+    summary_of,
 )
-from ._kv import Keyspace, path
+from ._kv import Doc, Keyspace, path
 
 if TYPE_CHECKING:
     from ..backend import AuditEntry
@@ -62,7 +66,7 @@ def document(entry: AuditEntry, seq: int) -> dict[str, Any]:
 
 
 def _entry(body: object, where: str) -> AuditEntry:
-    fix = entry_fix("remove it")
+    fix = entry_fix(f"remove it, then the head's `summary`, which cannot see an edit by hand ({HEAD_KEY!r})")
     if not isinstance(body, dict):
         raise CorruptAuditError(where, "the entry", f"is {body!r:.60}, not a JSON object", fix)
     return decode_entry({k: v for k, v in body.items() if k != "seq"}, where=where, fix=fix)
@@ -132,9 +136,11 @@ class AuditLog:
             writes.append(self.keyspace.insert(entry_key(previous["seq"]), previous))  # fills in a crash's gap
         await asyncio.gather(*writes)
 
-    async def current_states(self, change_ids: Iterable[str] | None = None) -> dict[str, AuditEntry]:
+    async def current_states(
+        self, change_ids: Iterable[str] | None = None, *, head: Doc | None = None
+    ) -> dict[str, AuditEntry]:
         wanted = None if change_ids is None else set(change_ids)
-        doc = await self.keyspace.get(HEAD_KEY)
+        doc = head if head is not None else await self.keyspace.get(HEAD_KEY)
         states = {} if doc is None else doc.body.get("states")
         if not isinstance(states, dict):
             raise StoreError(f"{HEAD_KEY!r} in {self.keyspace} has no states: was it written by something else?")
@@ -143,6 +149,28 @@ class AuditLog:
             for k, v in states.items()
             if wanted is None or k in wanted
         }
+
+    async def applied_summary(self) -> AppliedSummary | None:
+        """One sub-document lookup of the head: `seq` and `summary`. The summary holds when it was computed at the
+        head's `seq`: every append, by any instance or version of this library, moves it."""
+        found = await self.keyspace.lookup(HEAD_KEY, ["seq", "summary"])
+        if found is None or not isinstance(found.values[1], dict):
+            return None
+        seq, summary = found.values[0], found.values[1]
+        applied, digest = summary.get("applied"), summary.get("digest")
+        if summary.get("seq") != seq or not isinstance(applied, int) or not isinstance(digest, str):
+            return None
+        return AppliedSummary(applied, digest)
+
+    async def refresh_summary(self) -> None:
+        """The head read whole, its states summarized, the summary written with compare-and-swap: it lands only if
+        nothing was appended (or claimed) since the read."""
+        doc = await self.keyspace.get(HEAD_KEY)
+        if doc is None:
+            return
+        summary = summary_of(await self.current_states(head=doc))
+        written = {"seq": doc.body.get("seq"), "applied": summary.count, "digest": summary.digest}
+        await self.keyspace.mutate(HEAD_KEY, {"summary": written}, doc.cas)
 
     async def history(self) -> AsyncIterator[AuditEntry]:
         found = await self.keyspace.lookup(HEAD_KEY, ["seq", "last"])

@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ..backend import (
+    AppliedSummary,
     ConfigurationError,
     DoctorCheck,
     Fence,
@@ -186,6 +187,18 @@ class CouchbaseAuditStore(TargetStore[CouchbaseTargetSystem, CouchbaseLock]):
     async def current_states(self, change_ids: Iterable[str] | None = None) -> dict[str, AuditEntry]:
         """One `get` of the audit's head document, whatever the number of changes."""
         return await self.log.current_states(change_ids)
+
+    async def applied_summary(self) -> AppliedSummary | None:
+        """One sub-document lookup of the head (`seq` and `summary`), whatever the size of the audit. What it cannot
+        see is the head's states changed by hand (Couchbase has no triggers): see docs/decisions.md."""
+        return await self.log.applied_summary()
+
+    async def refresh_summary(self) -> None:
+        await self.log.refresh_summary()
+
+    def summary_removal(self) -> str:
+        keyspace = f"`{self.target.bucket_name}`.`{self.scope}`.`{self.audit_collection}`"
+        return f"`UPDATE {keyspace} USE KEYS {HEAD_KEY!r} UNSET summary`"
 
     async def history(self) -> AsyncIterator[AuditEntry]:
         """The head, then the entry documents, 64 `get`s at a time, oldest first."""

@@ -16,7 +16,7 @@ DynamoDB has no clock in its expressions: times are this host's, as epoch millis
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..backend import LOCK_HORIZON_SECONDS, Fence, LocallyTimedLock, LockInfo, LockLease, LockLostError, lock_info
@@ -48,10 +48,19 @@ def _seconds(ms: object) -> object:
 
 
 class DynamoDBLock(LocallyTimedLock):
-    def __init__(self, target: DynamoDBTargetSystem, table: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        target: DynamoDBTargetSystem,
+        table: str,
+        clock: Callable[[], float] = time.time,
+        *,
+        prepare: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         super().__init__(clock)
         self._target = target
         self.table = table
+        self._prepare = prepare  # the table checked (or created) before the first use: a start-up with nothing
+        # pending never uses the lock, and saves that request
 
     def _key(self, key: str) -> dict[str, Any]:
         return {"key": string(key)}
@@ -67,6 +76,8 @@ class DynamoDBLock(LocallyTimedLock):
             return None
 
     async def try_acquire(self, key: str, owner: str, lease_seconds: float) -> LockLease | None:
+        if self._prepare is not None:
+            await self._prepare()
         now = self.now_ms()
         expires = now + _ms(lease_seconds)
         response = await self._conditional(
@@ -129,6 +140,8 @@ class DynamoDBLock(LocallyTimedLock):
         return response is not None
 
     async def force_release(self, key: str) -> bool:
+        if self._prepare is not None:
+            await self._prepare()
         response = await self._conditional(
             f"force-releasing lock {key!r}",
             "delete_item",
@@ -139,6 +152,8 @@ class DynamoDBLock(LocallyTimedLock):
         return response is not None
 
     async def read(self, key: str) -> LockInfo | None:
+        if self._prepare is not None:
+            await self._prepare()
         response = await self._target.request(
             lambda: self._target.client.get_item(TableName=self.table, Key=self._key(key), ConsistentRead=True),
             f"reading lock {key!r}",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..backend import (
+    AppliedSummary,
     ConfigurationError,
     CorruptAuditError,
     DoctorCheck,
@@ -23,6 +25,7 @@ from ..backend import (
     library_logger,
     redact,
     skip_corrupt,
+    summary_of,
 )
 from ._items import Item, from_item, number, string, to_item
 from ._lock import DynamoDBLock
@@ -44,6 +47,9 @@ _NOT_STORED = ("partitionKey", "seq", "appendId")
 _APPEND_ATTEMPTS = 3
 _APPEND_BACKOFF_SECONDS = 0.05
 _MATCH_AT_MOST = 100  # DynamoDB's limit of operands of IN
+SUMMARY_SEQ = 10**30
+"""The start-up summary is the item of the audit's partition at this `seq`, above any entry's: a `Query` of the
+partition's top two items returns it and the newest entry together. Every other read stops below it."""
 
 
 def _item(entry: AuditEntry, seq: int, append_id: str) -> Item:
@@ -56,11 +62,11 @@ def _item(entry: AuditEntry, seq: int, append_id: str) -> Item:
     }
 
 
-def _entry(item: Item, table: str) -> AuditEntry:
+def _entry(item: Item, table: str, removal: str) -> AuditEntry:
     seq = item.get("seq", {}).get("N")
     where = f"DynamoDB table {table!r}, item seq {seq}"
     change_id = item.get("changeId", {}).get("S")
-    fix = entry_fix("delete that item")
+    fix = entry_fix(f"delete that item, then the start-up summary, which cannot see an edit by hand: {removal}")
     try:
         document = from_item(item)
     except (KeyError, TypeError, ValueError) as exc:
@@ -80,6 +86,7 @@ class _AuditWrite(CommitPart):
         self._seq = 0
 
     async def actions(self) -> list[Action]:
+        await self._store._prepare_lock_table()  # its check needs the table (known once the lock was used)
         self._seq = await self._store._next_seq()
         put = {
             "TableName": self._store.audit_table,
@@ -130,9 +137,9 @@ class DynamoDBAuditStore(TargetStore[DynamoDBTargetSystem, DynamoDBLock]):
             TableSpec(self.audit_table, "audit table", AUDIT_KEYS),
             TableSpec(self.lock_table, "lock table", LOCK_KEYS),
         )
-        self._lock = DynamoDBLock(target, self.lock_table, clock)
+        self._lock = DynamoDBLock(target, self.lock_table, clock, prepare=self._prepare_lock_table)
         self._last_seq: int | None = None
-        self._tables_ready = False
+        self._tables_ready: set[str] = set()
 
     @classmethod
     def from_target(
@@ -157,13 +164,20 @@ class DynamoDBAuditStore(TargetStore[DynamoDBTargetSystem, DynamoDBLock]):
         return f"DynamoDBAuditStore(audit_table={self.audit_table!r}, lock_table={self.lock_table!r})"
 
     async def _prepare(self) -> None:
-        if not self._tables_ready:  # two DescribeTable calls on the first open, none after
-            for spec in self._specs:
-                await ensure_table(
-                    self.target.client, spec, create=self.create_tables, option="create_tables",
-                    retry_seconds=self.target.retry_seconds,
-                )  # fmt: skip
-            self._tables_ready = True
+        """The audit table, checked (or created) with one `DescribeTable` on the first open of this store object;
+        the lock table when the lock is first used."""
+        await self._ensure(self._specs[0])
+
+    async def _prepare_lock_table(self) -> None:
+        await self._ensure(self._specs[1])
+
+    async def _ensure(self, spec: TableSpec) -> None:
+        if spec.name not in self._tables_ready:
+            await ensure_table(
+                self.target.client, spec, create=self.create_tables, option="create_tables",
+                retry_seconds=self.target.retry_seconds,
+            )  # fmt: skip
+            self._tables_ready.add(spec.name)
 
     async def _diagnose(self) -> list[DoctorCheck]:
         """Both tables exist with their keys (nothing is created), and the store can read them."""
@@ -243,10 +257,11 @@ class DynamoDBAuditStore(TargetStore[DynamoDBTargetSystem, DynamoDBLock]):
     # -- reading ------------------------------------------------------------------------------------------------
 
     def _partition(self) -> dict[str, Any]:
+        """The audit's entries: its partition, below the summary."""
         return {
             "TableName": self.audit_table,
-            "KeyConditionExpression": "partitionKey = :partition",
-            "ExpressionAttributeValues": {":partition": string(AUDIT_PARTITION)},
+            "KeyConditionExpression": "partitionKey = :partition AND seq < :summary",
+            "ExpressionAttributeValues": {":partition": string(AUDIT_PARTITION), ":summary": number(SUMMARY_SEQ)},
             "ConsistentRead": True,
         }
 
@@ -282,11 +297,67 @@ class DynamoDBAuditStore(TargetStore[DynamoDBTargetSystem, DynamoDBLock]):
             last = int(item["seq"]["N"])
         if not arguments:
             self._seq_used(last)  # the highest number in use: the next append needs no read to find it
-        return {k: _entry(v, self.audit_table) for k, v in newest.items() if wanted is None or k in wanted}
+        removal = self.summary_removal()
+        return {k: _entry(v, self.audit_table, removal) for k, v in newest.items() if wanted is None or k in wanted}
+
+    # -- the start-up summary -------------------------------------------------------------------------------------
+
+    def _summary_key(self) -> dict[str, Any]:
+        return {"partitionKey": string(AUDIT_PARTITION), "seq": number(SUMMARY_SEQ)}
+
+    def summary_removal(self) -> str:
+        key = json.dumps(self._summary_key(), separators=(", ", ": "))
+        return f"`aws dynamodb delete-item --table-name {self.audit_table} --key '{key}'`"
+
+    async def applied_summary(self) -> AppliedSummary | None:
+        """One `Query`, two items: the summary and the newest entry. The summary holds when that entry's `seq` is
+        the one it was computed at: every append, by any instance or any version of this library, puts its entry
+        at the next `seq`. What it cannot see is an older entry changed or deleted by hand (DynamoDB has no
+        triggers): see docs/decisions.md."""
+        response = await self.target.request(
+            lambda: self.target.client.query(
+                TableName=self.audit_table,
+                KeyConditionExpression="partitionKey = :partition",
+                ExpressionAttributeValues={":partition": string(AUDIT_PARTITION)},
+                ConsistentRead=True,
+                ScanIndexForward=False,
+                Limit=2,
+                ProjectionExpression="seq, lastSeq, applied, digest",
+            ),
+            "reading the audit's summary",
+        )
+        items = response.get("Items", [])
+        if not items or int(items[0]["seq"]["N"]) != SUMMARY_SEQ:
+            return None
+        summary, newest = items[0], (int(items[1]["seq"]["N"]) if len(items) > 1 else 0)
+        try:
+            if int(summary["lastSeq"]["N"]) != newest:
+                return None
+            return AppliedSummary(int(summary["applied"]["N"]), summary["digest"]["S"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    async def refresh_summary(self) -> None:
+        """Every change's newest state, then the summary, written with the highest `seq` that read saw: an entry
+        appended meanwhile sits above it, and makes the summary stale as soon as it is written."""
+        current = await self.current_states()
+        newest = self._last_seq or 0
+        summary = summary_of(current)
+        item = {
+            **self._summary_key(),
+            "lastSeq": number(newest),
+            "applied": number(summary.count),
+            "digest": string(summary.digest),
+        }
+        await self.target.request(
+            lambda: self.target.client.put_item(TableName=self.audit_table, Item=item),
+            "writing the audit's summary",
+        )
 
     async def history(self) -> AsyncIterator[AuditEntry]:
         """Oldest first, streamed page by page."""
+        removal = self.summary_removal()
         async for item in self._query("reading the history"):
-            entry = skip_corrupt(partial(_entry, item, self.audit_table))
+            entry = skip_corrupt(partial(_entry, item, self.audit_table, removal))
             if entry is not None:
                 yield entry

@@ -113,7 +113,8 @@ async def test_a_run_with_nothing_pending_reads_one_document(
         counting = Counting(store.log.keyspace, store.lock.keyspace)
         again = await flamingock(store, app, changes=[SeedRows]).run()
     assert again.status is RunStatus.NO_CHANGES
-    assert counting.calls == ["get"], "a run with nothing pending reads the head and nothing else"
+    # the head's `seq` and `summary` (one sub-document lookup), and nothing else
+    assert counting.calls == ["lookup_in"], "a run with nothing pending reads the head's summary and nothing else"
 
 
 # -- the head document ------------------------------------------------------------------------------------------------

@@ -65,7 +65,8 @@ def test_the_worker_applies_its_changes_before_consuming_then_finds_nothing_to_d
     finally:
         client.close()
     assert ids == {"status#received", "status#shipped", "order#book", "order#lamp", "order#desk"}
-    assert [(i["changeId"]["S"], i["state"]["S"], i["txStrategy"]["S"]) for i in audit] == [
+    entries = [item for item in audit if "changeId" in item]  # and the start-up summary, the partition's last item
+    assert [(i["changeId"]["S"], i["state"]["S"], i["txStrategy"]["S"]) for i in entries] == [
         ("create-orders-table", "STARTED", "NON_TX"),
         ("create-orders-table", "APPLIED", "NON_TX"),
         ("seed-order-statuses", "APPLIED", "TX_AUDIT_STORE_SHARED"),

@@ -215,8 +215,9 @@ async def test_shared_path_sends_the_items_the_applied_entry_and_the_lock_check_
     [transaction] = wire.transactions()
     assert [next(iter(action)) for action in transaction] == ["Put", "Put", "ConditionCheck", "Put"]
     assert transaction[2]["ConditionCheck"]["TableName"] == f"{dynamodb_prefix}lock"
-    raw = (await dynamodb_client.scan(TableName=f"{dynamodb_prefix}audit"))["Items"]
-    assert len(raw) == 1
+    scanned = (await dynamodb_client.scan(TableName=f"{dynamodb_prefix}audit"))["Items"]
+    raw = [item for item in scanned if "changeId" in item]  # and the start-up summary
+    assert len(raw) == 1 and len(scanned) == 2
     assert raw[0]["partitionKey"] == {"S": "auditLog"} and raw[0]["seq"] == {"N": "1"}
     assert raw[0]["state"] == {"S": "APPLIED"} and raw[0]["txStrategy"] == {"S": "TX_AUDIT_STORE_SHARED"}
     assert {"executionId", "stageId", "changeOrder", "recoveryStrategy", "transactionFlag", "createdAt"} <= set(raw[0])
@@ -321,6 +322,12 @@ async def test_a_second_run_takes_no_lock_and_writes_nothing(
     wire.sent.clear()
     assert (await flamingock(store, app, other, changes=changes).run()).status is RunStatus.NO_CHANGES
     assert wire.operations() == Counter({"Query": 1})  # the tables were checked when the store first opened
+    wire.sent.clear()
+    fresh = DynamoDBAuditStore.from_target(app, **tables(app.marker_table.removesuffix("marker")))
+    assert (await flamingock(fresh, app, other, changes=changes).run()).status is RunStatus.NO_CHANGES
+    # a fresh store object: its audit table checked, and the summary; the lock table only once a lock is needed
+    assert wire.operations() == Counter({"DescribeTable": 1, "Query": 1})
+    assert [params["TableName"] for name, params in wire.sent if name == "DescribeTable"] == [fresh.audit_table]
 
 
 async def test_release_deletes_the_lock_item(
