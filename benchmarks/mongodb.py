@@ -49,8 +49,9 @@ from _common import (
 from pymongo import AsyncMongoClient, MongoClient, monitoring
 
 import aioflamingock
-from aioflamingock import Change, Flamingock, NonTransactionalTargetSystem
+from aioflamingock import AuditState, Change, Flamingock, NonTransactionalTargetSystem, TxStrategy
 from aioflamingock.mongodb import MongoDBAuditStore, MongoDBContext, MongoDBTargetSystem
+from aioflamingock.testing import make_entry
 
 # (applied changes, runs per figure or None for --repeat, whether to measure an engine kept open as well).
 NOOP_PLAN = ((1_000, None, True), (5_000, None, True), (10_000, None, True))
@@ -187,20 +188,27 @@ def path_engine(kind: str, client: AsyncMongoClient[Any], database: str, count: 
     return Flamingock(audit_store=store, target_systems=[audit_db, external], changes=changes)
 
 
+def _record(state: AuditState) -> dict[str, Any]:
+    """The record the engine writes for a change (Flamingock's fields), as the floor's record: the same bytes."""
+    entry = make_entry("c00001", state, tx_strategy=TxStrategy.TX_AUDIT_STORE_SHARED, target_system_id="audit")
+    return {**entry.to_document(), "createdAt": entry.created_at, "seq": 1}
+
+
 async def floor(kind: str, client: AsyncMongoClient[Any], counter: CommandCounter, repeat: int) -> dict[str, Any]:
-    """The least any library could do per change on this path, with the bare driver. Transactional paths: one
-    transaction holding the change's insert and its record, one commit. Non-transactional: two writes (started,
-    applied), since the change's effect cannot commit with its record."""
+    """The least any library could do per change on this path, with the bare driver, writing the same record the
+    engine writes. Transactional paths: one transaction holding the change's insert and its record, one commit.
+    Non-transactional: two writes (started, applied), since the change's effect cannot commit with its record."""
     db = client[f"floor_{kind}"]
+    started, applied = _record(AuditState.STARTED), _record(AuditState.APPLIED)
 
     async def one_transaction() -> None:
         async with client.start_session() as session, await session.start_transaction():
             await db.bench.insert_one({"n": 1}, session=session)
-            await db.audit.insert_one({"changeId": "x", "state": "APPLIED"}, session=session)
+            await db.audit.insert_one(dict(applied), session=session)
 
     async def two_writes() -> None:
-        await db.audit.insert_one({"changeId": "x", "state": "STARTED"})
-        await db.audit.insert_one({"changeId": "x", "state": "APPLIED"})
+        await db.audit.insert_one(dict(started))
+        await db.audit.insert_one(dict(applied))
 
     call = two_writes if kind == "non-tx" else one_transaction
     await call()  # collections created outside the measurement

@@ -283,9 +283,13 @@ class DynamoDBAuditStore(TargetStore[DynamoDBTargetSystem, DynamoDBLock]):
     async def current_states(self, change_ids: Iterable[str] | None = None) -> dict[str, AuditEntry]:
         """One `Query` of the audit's partition (a request per MB of entries); the newest entry of each change is
         the one with the highest `seq`. A few ids are filtered by DynamoDB, to send less back."""
+        return (await self._current(change_ids))[0]
+
+    async def _current(self, change_ids: Iterable[str] | None) -> tuple[dict[str, AuditEntry], int]:
+        """The current states asked for, and the highest `seq` the read saw (0 when it was filtered)."""
         wanted = None if change_ids is None else set(change_ids)
         if wanted is not None and not wanted:
-            return {}
+            return {}, 0
         arguments: dict[str, Any] = {}
         if wanted is not None and len(wanted) <= _MATCH_AT_MOST:
             values = {f":c{i}": string(change_id) for i, change_id in enumerate(sorted(wanted))}
@@ -295,10 +299,13 @@ class DynamoDBAuditStore(TargetStore[DynamoDBTargetSystem, DynamoDBLock]):
         async for item in self._query("reading the current states", **arguments):
             newest[str(item.get("changeId", {}).get("S"))] = item
             last = int(item["seq"]["N"])
-        if not arguments:
+        if arguments:
+            last = 0
+        else:
             self._seq_used(last)  # the highest number in use: the next append needs no read to find it
         removal = self.summary_removal()
-        return {k: _entry(v, self.audit_table, removal) for k, v in newest.items() if wanted is None or k in wanted}
+        states = {k: _entry(v, self.audit_table, removal) for k, v in newest.items() if wanted is None or k in wanted}
+        return states, last
 
     # -- the start-up summary -------------------------------------------------------------------------------------
 
@@ -340,8 +347,7 @@ class DynamoDBAuditStore(TargetStore[DynamoDBTargetSystem, DynamoDBLock]):
     async def refresh_summary(self) -> None:
         """Every change's newest state, then the summary, written with the highest `seq` that read saw: an entry
         appended meanwhile sits above it, and makes the summary stale as soon as it is written."""
-        current = await self.current_states()
-        newest = self._last_seq or 0
+        current, newest = await self._current(None)
         summary = summary_of(current)
         item = {
             **self._summary_key(),
