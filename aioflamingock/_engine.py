@@ -70,6 +70,9 @@ logger = library_logger(__name__)
 
 T = TypeVar("T")
 
+UNDO_ALL = "base"
+"""`undo(to=UNDO_ALL)` rolls back every applied change (as alembic's `downgrade base`)."""
+
 DISABLE_ENV_VAR = "AIOFLAMINGOCK_DISABLED"
 """Set to `1`/`true` to make `run()` do nothing (for tests of applications that embed the engine)."""
 
@@ -507,12 +510,17 @@ class Flamingock:
         started: float,
         status: RunStatus,
     ) -> RunReport:
-        done = {r.change_id for r in results}
-        rest = [ChangeResult(s.id, ChangeOutcome.NOT_REACHED) for s in specs if s.id not in done]
+        rest: list[ChangeResult] = []
+        if len(results) < len(specs):  # a result per change, in order, until the run stopped: the rest not reached
+            done = {r.change_id for r in results}
+            rest = [ChangeResult(s.id, ChangeOutcome.NOT_REACHED) for s in specs if s.id not in done]
         return RunReport(execution_id, status, [*results, *rest], time.monotonic() - started)
 
     async def _finish(self, report: RunReport) -> None:
-        counts = Counter(c.outcome for c in report.changes)
+        if report.status is RunStatus.NO_CHANGES:  # every change ALREADY_APPLIED: not counted one by one
+            counts = Counter({ChangeOutcome.ALREADY_APPLIED: len(report.changes)})
+        else:
+            counts = Counter(c.outcome for c in report.changes)
         summary = ", ".join(f"{counts[o]} {o.value.lower().replace('_', ' ')}" for o in ChangeOutcome if counts[o])
         logger.info(
             "aioflamingock run %s: %s (%s) in %.3fs",
@@ -561,11 +569,19 @@ class Flamingock:
         return entry
 
     async def undo(self, to: str) -> RunReport:
-        """Roll back, newest first, every applied change ordered after `to` (which stays applied)."""
+        """Roll back, newest first, every applied change ordered after `to` (which stays applied); `to="base"`
+        rolls back every applied change (unless a declared change has the id `base`: then it means that one)."""
         specs = self.changes()
         index = next((i for i, s in enumerate(specs) if s.id == to), None)
+        if index is None and to == UNDO_ALL:
+            index = -1
         if index is None:
-            raise ConfigurationError([f"undo: {to!r} is not a declared change"])
+            raise ConfigurationError(
+                [
+                    f"undo: {to!r} is not a declared change; give the id of the last change to keep applied, or "
+                    f"{UNDO_ALL!r} to undo every one"
+                ]
+            )
         execution_id = uuid.uuid4().hex
         started = time.monotonic()
         results: list[ChangeResult] = []

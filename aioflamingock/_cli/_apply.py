@@ -192,8 +192,11 @@ def validate(ctx: typer.Context, as_json: AsJson = False) -> None:
 @command("Apply")
 def undo(
     ctx: typer.Context,
-    to: Annotated[str, typer.Option("--to", metavar="ID", help="The last change to keep applied.")],
+    to: Annotated[
+        str, typer.Option("--to", metavar="ID", help="The last change to keep applied; `base` to undo every change.")
+    ],
     as_json: AsJson = False,
 ) -> None:
-    """Roll back, newest first, every applied change ordered after --to (each needs a rollback)."""
+    """Roll back, newest first, every applied change ordered after --to, or every one with --to base (each needs a
+    rollback)."""
     execute(ctx, lambda fl, s: _undo(fl, s, to, as_json))

@@ -100,6 +100,14 @@ def test_undo_rolls_back_newest_first_and_run_applies_again(shop: Shop) -> None:
     assert shop.settings_file.exists()
 
 
+def test_undo_to_base_rolls_back_every_change(shop: Shop) -> None:
+    shop.fast("run")
+    undone = shop.fast.json("undo", "--to", "base")
+    assert [c["changeId"] for c in undone["changes"]] == SHOP_CHANGES[::-1]
+    assert {c["outcome"] for c in undone["changes"]} == {"ROLLED_BACK"}
+    assert {p["action"] for p in shop.fast.json("plan")} == {"APPLY"}
+
+
 def test_issue_resolution_story(shop: Shop) -> None:
     """The 3 a.m. story of docs/cli.md: a run killed in the middle of a non-transactional change. Each step an
     operator takes runs in a process of its own; the checks around them (`shop.fast`) in this one."""

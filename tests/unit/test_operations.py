@@ -227,6 +227,39 @@ async def test_undo_rolls_back_newer_changes_newest_first(
     assert await lock_is_free(store)
 
 
+async def test_undo_to_base_rolls_back_every_applied_change(
+    store: SpyStore, target: NonTransactionalTargetSystem, calls: list[str]
+) -> None:
+    fl = engine(store, target, reversible("a", "0001"), reversible("b", "0002"), reversible("c", "0003"))
+    await fl.run()
+    calls.clear()
+    report = await fl.undo(to="base")
+    assert calls == ["rollback:c", "rollback:b", "rollback:a"]
+    assert [(p.change_id, p.action) for p in await fl.plan()] == [(i, PlannedAction.APPLY) for i in "abc"]
+    assert report.status is RunStatus.SUCCESS and await lock_is_free(store)
+
+
+async def test_undo_to_base_means_the_change_when_one_is_called_base(
+    store: SpyStore, target: NonTransactionalTargetSystem, calls: list[str]
+) -> None:
+    fl = engine(store, target, reversible("base", "0001"), reversible("b", "0002"))
+    await fl.run()
+    calls.clear()
+    await fl.undo(to="base")
+    assert calls == ["rollback:b"]
+
+
+async def test_undo_to_an_unknown_change_says_what_it_takes(
+    store: SpyStore, target: NonTransactionalTargetSystem, calls: list[str]
+) -> None:
+    fl = engine(store, target, reversible("a", "0001"))
+    await fl.run()
+    attempts = len(store.lock_attempts)
+    with pytest.raises(ConfigurationError, match=r"'z' is not a declared change; .* or 'base' to undo every one"):
+        await fl.undo(to="z")
+    assert len(store.lock_attempts) == attempts and calls == ["a"]  # refused before the lock, nothing rolled back
+
+
 async def test_undo_skips_changes_that_are_not_applied(
     store: SpyStore, target: NonTransactionalTargetSystem, calls: list[str]
 ) -> None:
