@@ -43,7 +43,7 @@ def main(args: Sequence[str] | None = None) -> None:
         import typer  # noqa: F401
     except ImportError as exc:  # the `cli` extra is not installed
         sys.stderr.write(f"error: {_base.INSTALL_HINT} ({exc})\n")
-        raise SystemExit(_base.EXIT_FAILURE) from None
+        raise SystemExit(_base.EXIT_USAGE) from None  # how it was installed, not what it was asked to do
     from ._app import build_app
 
     build_app()(args=list(args) if args is not None else None, prog_name="aioflamingock")

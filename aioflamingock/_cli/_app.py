@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -24,12 +25,25 @@ def _root(
     ] = False,
 ) -> None:
     """Apply, inspect and repair the changes of an application built with aioflamingock."""
-    # soft_wrap: a line longer than the terminal is left to the terminal, never cut with newlines (grep finds it)
-    err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+    err = _console(stderr=True)
     source = ctx.get_parameter_source("app")
     given = source is not None and source.name == "COMMANDLINE"
-    ctx.obj = Settings(app, given, verbose, Console(markup=False, highlight=False, soft_wrap=True), err)
+    ctx.obj = Settings(app, given, verbose, _console(), err)
     configure_output(ctx, err, verbose)
+
+
+_WHOLE_LINES = 1_000_000
+"""The width of output that goes to a pipe or a file: wide enough that no table cell or line is ever cut."""
+
+
+def _console(*, stderr: bool = False) -> Console:
+    """soft_wrap: a line longer than the terminal is left to the terminal, never cut with newlines (grep finds it).
+    Piped or redirected, without `COLUMNS`, nothing is cut at all (rich would assume 80 columns and shorten table
+    cells: `TX_AU…`); tables are as wide as their widest cell, never padded to that width."""
+    console = Console(stderr=stderr, markup=False, highlight=False, soft_wrap=True)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = _WHOLE_LINES
+    return console
 
 
 __all__ = ["build_app"]

@@ -54,13 +54,15 @@ class _RunProgress:
         self.task = self.progress.add_task("reading the audit, taking the lock", total=None)
 
     def __enter__(self) -> _RunProgress:
-        self.progress.start()
+        if self.progress.console.is_terminal:  # a spinner is for a person; piped, it left a blank line behind
+            self.progress.start()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.progress.stop()
+        if self.progress.live.is_started:
+            self.progress.stop()
 
     async def __call__(self, event: Event) -> None:
         if event.kind is EventKind.CHANGE_STARTED:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from aioflamingock import DISABLE_ENV_VAR
 from aioflamingock._cli import EXIT_MANUAL_INTERVENTION, EXIT_PENDING, EXIT_USAGE
 
-from .conftest import SHOP_CHANGES, STUCK, InProcess, Shop, kill_mid_change
+from .conftest import SHOP_CHANGES, STUCK, Cli, InProcess, Shop, kill_mid_change
 
 
 def test_plan_run_validate_agree_on_what_is_pending(shop: Shop) -> None:
@@ -98,6 +98,23 @@ def test_undo_rolls_back_newest_first_and_run_applies_again(shop: Shop) -> None:
     assert "'no-such-change' is not a declared change" in unknown.stderr
     assert shop.fast.json("run")["status"] == "SUCCESS"
     assert shop.settings_file.exists()
+
+
+def test_piped_output_is_never_cut_to_80_columns(shop: Shop) -> None:
+    shop.fast("run")
+    piped = Cli(shop.cli.cwd, {k: v for k, v in shop.cli.env.items() if k != "COLUMNS"})  # as `| grep`, `> file`
+    listed = piped("audit", "list", "--history").stdout
+    assert "…" not in listed
+    assert max(len(line) for line in listed.splitlines()) > 80
+    rows = [line for line in listed.splitlines() if "index-orders-by-status" in line]
+    assert rows and all("TX_AUDIT_STORE_SHARED" in row for row in rows)
+
+
+def test_run_writes_a_line_per_change_on_stderr_and_nothing_else(shop: Shop) -> None:
+    done = shop.cli("run")  # stderr piped, as in a CI log or a container's
+    lines = done.stderr.splitlines()
+    assert [line.rsplit(" in ", 1)[0] for line in lines] == [f"✓ {change_id} APPLIED" for change_id in SHOP_CHANGES]
+    assert not done.stderr.endswith("\n\n"), "no blank line left behind"
 
 
 def test_undo_to_base_rolls_back_every_change(shop: Shop) -> None:
