@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -27,6 +28,39 @@ class StartupStatus(enum.StrEnum):
     """Every change is applied."""
     FAILED = "failed"
     """The run raised; `error` says why. Only a restart runs the changes again."""
+
+
+_SERVER_LOGGERS = ("uvicorn.error", "hypercorn.error", "gunicorn.error")
+"""Where ASGI servers log their own start-up ("Application startup complete."), configured by them by default."""
+_NAMED_AT_MOST = 5
+
+
+def summary_line(report: RunReport) -> str:
+    """One line saying what the start-up run did: what ran and how long it took, or that nothing was pending."""
+    applied = report.applied
+    took = f"{report.duration_seconds:.3f} s"
+    if not report.changes:
+        return "aioflamingock: nothing to do: no change is declared, or the engine is disabled"
+    if not applied:
+        return f"aioflamingock: nothing pending ({len(report.changes)} change(s) applied already), checked in {took}"
+    named = ", ".join(applied[:_NAMED_AT_MOST]) + (
+        f" and {len(applied) - _NAMED_AT_MOST} more" if len(applied) > _NAMED_AT_MOST else ""
+    )
+    return f"aioflamingock: {len(applied)} change(s) applied in {took}: {named}"
+
+
+def announce(line: str) -> None:
+    """`line` at INFO on the library's logger and, when the application's logging would not show that (no handler
+    of its own, or a level above INFO: an ASGI server's default configuration), on the server's logger beside its
+    own start-up lines."""
+    logger.info(line)
+    if logger.hasHandlers() and logger.isEnabledFor(logging.INFO):
+        return
+    for name in _SERVER_LOGGERS:
+        server = logging.getLogger(name)
+        if server.hasHandlers() and server.isEnabledFor(logging.INFO):
+            server.info(line)
+            return
 
 
 def _describe(error: BaseException) -> str:
@@ -76,6 +110,7 @@ class Startup:
                 self.report = exc.report
             raise
         self.status = StartupStatus.READY
+        announce(summary_line(self.report))
 
     async def _run_in_background(self) -> None:
         try:

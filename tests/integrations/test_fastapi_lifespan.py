@@ -217,3 +217,17 @@ def test_without_fastapi_the_import_error_names_the_extra(monkeypatch: pytest.Mo
     monkeypatch.setitem(sys.modules, "starlette.requests", None)
     with pytest.raises(ImportError, match=r'pip install "aioflamingock\[fastapi\]"'):
         import aioflamingock.fastapi  # noqa: F401
+
+
+async def test_where_the_application_logs_at_info_the_start_up_line_is_its_own_once(
+    database: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)  # a handler on the root logger, at INFO: the application's own logging
+    gate = Gate()
+    gate.release()  # a change that runs straight through
+    migrations = lifespan(build(database, gate.change))
+    async with migrations(app_with(migrations)):
+        pass
+    lines = [(r.name, r.getMessage()) for r in caplog.records if r.getMessage().startswith("aioflamingock: ")]
+    assert len(lines) == 1 and lines[0][0] == "aioflamingock.startup", lines
+    assert lines[0][1].startswith("aioflamingock: 1 change(s) applied in "), lines

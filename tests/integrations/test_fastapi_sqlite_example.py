@@ -137,6 +137,20 @@ def test_in_the_background_mode_uvicorn_serves_at_once_and_readiness_turns_from_
         assert httpx.get(f"{url}/orders").json() == []
 
 
+def test_uvicorns_default_logging_shows_one_line_saying_what_the_start_up_did(tmp_path: Path) -> None:
+    for expected in ("aioflamingock: 2 change(s) applied in ", "aioflamingock: nothing pending (2 change(s)"):
+        port, log = free_port(), tmp_path / "uvicorn.log"
+        command = uvicorn("fastapi_sqlite:app", EXAMPLES, port)
+        with started(command, cwd=tmp_path, env=env(tmp_path, background=False), log=log) as process:
+            poll("the start-up", lambda log=log: "Application startup complete" in log.read_text(), process, log)
+        lines = log.read_text().splitlines()
+        (line,) = [line for line in lines if "aioflamingock:" in line]
+        assert line.startswith("INFO:") and expected in line, line
+        if "applied in" in expected:
+            assert line.endswith(": create-orders, add-order-status"), line
+        assert lines.index(line) < next(i for i, x in enumerate(lines) if "Application startup complete" in x)
+
+
 def test_a_failing_change_stops_uvicorn_with_the_changes_error(tmp_path: Path) -> None:
     existing_orders_table(tmp_path / "app.db")
     log = tmp_path / "uvicorn.log"
