@@ -370,10 +370,12 @@ class Applier:
         if strategy is TxStrategy.TX_AUDIT_STORE_SYNC:
             await self._append(self.entry(spec, AuditState.ROLLED_BACK, method="rollback", started=started))
 
-    async def mark(self, spec_or_entry: ChangeSpec | AuditEntry, state: AuditState) -> AuditEntry:
-        """fix(): record a human's verdict."""
+    async def mark(
+        self, spec_or_entry: ChangeSpec | AuditEntry, state: AuditState, *, method: str = "fix"
+    ) -> AuditEntry:
+        """fix() and baseline(): record a human's verdict (`method` names which, in the entry)."""
         if isinstance(spec_or_entry, ChangeSpec):
-            entry = self.entry(spec_or_entry, state, method="fix")
+            entry = self.entry(spec_or_entry, state, method=method)
         else:
             entry = spec_or_entry.model_copy(
                 update={

@@ -568,6 +568,54 @@ class Flamingock:
         )
         return entry
 
+    async def baseline(self, to: str, *, force: bool = False) -> list[AuditEntry]:
+        """Adopt a database already in shape: record every declared change up to `to` (included) as
+        `MANUAL_MARKED_AS_APPLIED`, without running it, under the lock. Returns the entries written.
+
+        A change that already has a history is refused (`ConfigurationError`, nothing written) unless `force`: then
+        it is marked too, unless it is applied already (nothing to write for it)."""
+        specs = self.changes()
+        index = next((i for i, s in enumerate(specs) if s.id == to), None)
+        if index is None:
+            raise ConfigurationError([f"baseline: {to!r} is not a declared change; give the last change to adopt"])
+        chosen = specs[: index + 1]
+        execution_id = uuid.uuid4().hex
+        async with self._session():
+            # Checked before the lock is asked for; checked again under it, against the states read there.
+            self._adoptable(chosen, await self.audit_store.current_states([s.id for s in chosen]), force)
+
+            async def mark_all(applier: Applier) -> list[AuditEntry]:
+                current = await self.audit_store.current_states([s.id for s in chosen])
+                todo = self._adoptable(chosen, current, force)
+                marked = AuditState.MANUAL_MARKED_AS_APPLIED
+                return [await applier.mark(spec, marked, method="baseline") for spec in todo]
+
+            written = await self._under_lock(execution_id, mark_all)
+        logger.info(
+            "baseline up to %r: %d change(s) marked as applied",
+            to,
+            len(written),
+            extra={**self._log, "execution_id": execution_id},
+        )
+        return written
+
+    @staticmethod
+    def _adoptable(specs: list[ChangeSpec], states: Mapping[str, AuditEntry], force: bool) -> list[ChangeSpec]:
+        """The changes a baseline marks: those without a history; with `force`, also those whose history says
+        they are not applied."""
+        known = [s for s in specs if s.id in states]
+        if known and not force:
+            listed = ", ".join(f"{s.id} ({states[s.id].state.value})" for s in known)
+            raise ConfigurationError(
+                [
+                    f"baseline: {len(known)} change(s) already have a history: {listed}; a baseline adopts changes "
+                    "that never ran. Pass force=True (--force) to mark them too (those applied are left as they "
+                    "are), or give an earlier change"
+                ]
+            )
+        applied = {AuditState.APPLIED, AuditState.MANUAL_MARKED_AS_APPLIED}
+        return [s for s in specs if s.id not in states or states[s.id].state not in applied]
+
     async def undo(self, to: str) -> RunReport:
         """Roll back, newest first, every applied change ordered after `to` (which stays applied); `to="base"`
         rolls back every applied change (unless a declared change has the id `base`: then it means that one)."""

@@ -1,5 +1,5 @@
 """Operations on an application's changes, as a script or an admin endpoint would call them: plan, validate,
-run, issues, fix, undo, history and the lock.
+run, issues, fix, undo, history, the lock, and a baseline of a database made before.
 
     python examples/operations.py [DATA_DIR]     # default: a new temporary directory
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -119,6 +120,27 @@ async def clear_lock(fl: Flamingock) -> None:
     print(f"lock held by a dead process for {info.remaining_seconds:.0f} s more: released" if info else "lock free")
 
 
+def database_in_shape(data_dir: Path) -> None:
+    """A database someone made before adopting aioflamingock (by hand, or with another tool): the users table with
+    its admin and status column, which the first three changes would have made."""
+    data_dir.mkdir()
+    with sqlite3.connect(data_dir / "app.db") as db:
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT NOT NULL)")
+        db.execute("INSERT INTO users (email, name) VALUES ('admin@example.com', 'Administrator')")
+        db.execute("ALTER TABLE users ADD COLUMN status TEXT NOT NULL DEFAULT 'active'")
+    db.close()
+
+
+async def adopt(data_dir: Path) -> None:
+    database_in_shape(data_dir)
+    fl = build_flamingock(data_dir)
+    # --8<-- [start:baseline]
+    written = await fl.baseline(to="add-user-status")  # the last change this database already has
+    # --8<-- [end:baseline]
+    print(f"baseline: {', '.join(entry.change_id for entry in written)} recorded as applied, none run")
+    print(f"run {summary(await fl.run())}")
+
+
 async def main(data_dir: Path) -> None:
     fl = build_flamingock(data_dir, search_client=SearchClient(data_dir / "search.json", available=False))
     print("== plan")
@@ -147,6 +169,8 @@ async def main(data_dir: Path) -> None:
     await leave_a_stale_lock(fl)
     await clear_lock(fl)
     print(f"run {summary(await fl.run())}")
+    print("== baseline, on a database made before")
+    await adopt(data_dir / "made-before")
 
 
 if __name__ == "__main__":

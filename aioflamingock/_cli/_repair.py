@@ -13,7 +13,7 @@ from .. import (
 from ._base import EXIT_OK, CliError, Resolution
 from ._output import AsJson, Settings, command, describe_lock, execute, write_json
 
-__all__ = ["fix", "unlock"]
+__all__ = ["baseline", "fix", "unlock"]
 
 
 async def _fix(fl: Flamingock, settings: Settings, change_id: str, resolution: Resolution, as_json: bool) -> int:
@@ -22,6 +22,17 @@ async def _fix(fl: Flamingock, settings: Settings, change_id: str, resolution: R
         write_json(entry.to_document())
     else:
         settings.out.print(Text(f"✓ {change_id} recorded as {entry.state.value}", style="green"))
+    return EXIT_OK
+
+
+async def _baseline(fl: Flamingock, settings: Settings, to: str, force: bool, as_json: bool) -> int:
+    written = await fl.baseline(to, force=force)
+    if as_json:
+        write_json([entry.to_document() for entry in written])
+        return EXIT_OK
+    for entry in written:
+        settings.out.print(Text(f"✓ {entry.change_id} recorded as {entry.state.value}", style="green"))
+    settings.out.print(f"{len(written)} change(s) adopted as applied, none run; the next run starts after {to!r}")
     return EXIT_OK
 
 
@@ -50,6 +61,19 @@ def fix(
 ) -> None:
     """Record a human's verdict on a change: applied (the next run skips it) or rolled-back (it applies it)."""
     execute(ctx, lambda fl, s: _fix(fl, s, change_id, resolution, as_json))
+
+
+@command("Repair")
+def baseline(
+    ctx: typer.Context,
+    to: Annotated[str, typer.Option("--to", metavar="ID", help="The last change the database already has.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Also mark changes that have a history (applied ones are left alone).")
+    ] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Adopt a database already in shape: record every change up to --to as applied, without running it."""
+    execute(ctx, lambda fl, s: _baseline(fl, s, to, force, as_json))
 
 
 @command("Repair")

@@ -117,6 +117,19 @@ def test_run_writes_a_line_per_change_on_stderr_and_nothing_else(shop: Shop) -> 
     assert not done.stderr.endswith("\n\n"), "no blank line left behind"
 
 
+def test_baseline_adopts_a_database_already_in_shape(shop: Shop) -> None:
+    marked = shop.cli.json("baseline", "--to", "add-order-status")
+    assert [(e["changeId"], e["state"]) for e in marked] == [
+        ("create-orders", "MANUAL_MARKED_AS_APPLIED"),
+        ("add-order-status", "MANUAL_MARKED_AS_APPLIED"),
+    ]
+    assert shop.query("SELECT name FROM sqlite_master WHERE name = 'orders'") == [], "nothing ran"
+    again = shop.cli("baseline", "--to", "add-order-status", code=EXIT_USAGE)
+    assert "already have a history: create-orders (MANUAL_MARKED_AS_APPLIED)" in again.stderr
+    plan = {p["changeId"]: p["action"] for p in shop.fast.json("plan")}
+    assert plan == {**dict.fromkeys(SHOP_CHANGES[:2], "SKIP"), **dict.fromkeys(SHOP_CHANGES[2:], "APPLY")}
+
+
 def test_undo_to_base_rolls_back_every_change(shop: Shop) -> None:
     shop.fast("run")
     undone = shop.fast.json("undo", "--to", "base")

@@ -70,10 +70,16 @@ def test_operations_walks_through_a_failure_a_fix_an_undo_and_a_stale_lock(tmp_p
         "undo",
         "plan",
         "lock",
+        "baseline, on a database made before",
     ]
-    plan, validate, failed_run, issues, fix, run, validated, history, undo, replan, lock = (
+    plan, validate, failed_run, issues, fix, run, validated, history, undo, replan, lock, baseline = (
         section.splitlines()[1:] for section in sections
     )
+    assert baseline == [
+        "baseline: create-users, seed-admin-user, add-user-status recorded as applied, none run",
+        "run create-users ALREADY_APPLIED, seed-admin-user ALREADY_APPLIED, add-user-status ALREADY_APPLIED, "
+        "create-users-index APPLIED",
+    ]
     assert [line.split()[:2] for line in plan] == [[change, "APPLY"] for change in MYAPP_CHANGES]
     assert validate == [f"database not migrated: {MYAPP_CHANGES}"]
     assert failed_run == [

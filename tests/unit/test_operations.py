@@ -169,6 +169,45 @@ async def test_fix_rejects_an_unknown_change(store: SpyStore, target: NonTransac
     assert await history(store) == []
 
 
+# -- baseline ----------------------------------------------------------------------------------------------------
+
+
+async def test_baseline_records_changes_up_to_the_given_one_as_applied_without_running_them(
+    store: SpyStore, target: NonTransactionalTargetSystem, calls: list[str]
+) -> None:
+    fl = engine(store, target, *(recording_change(i, f"000{n}") for n, i in enumerate("abc", 1)))
+    written = await fl.baseline(to="b")
+    assert calls == [], "a baseline runs nothing"
+    assert [(e.change_id, e.state, e.invoked_method) for e in written] == [
+        ("a", AuditState.MANUAL_MARKED_AS_APPLIED, "baseline"),
+        ("b", AuditState.MANUAL_MARKED_AS_APPLIED, "baseline"),
+    ]
+    assert await history(store) == written and await lock_is_free(store)
+    assert (await fl.run()).applied == ["c"] and calls == ["c"]
+
+
+async def test_baseline_refuses_changes_with_a_history_unless_forced(
+    store: SpyStore, target: NonTransactionalTargetSystem, calls: list[str]
+) -> None:
+    a, b, c = (recording_change(i, f"000{n}") for n, i in enumerate("abc", 1))
+    await engine(store, target, a).run()
+    await seed(store, entry("b", AuditState.FAILED))
+    before, attempts = await history(store), len(store.lock_attempts)
+    fl = engine(store, target, a, b, c)
+    with pytest.raises(ConfigurationError, match=r"2 change\(s\) already have a history: a \(APPLIED\), b \(FAILED\)"):
+        await fl.baseline(to="c")
+    assert await history(store) == before and len(store.lock_attempts) == attempts
+    written = await fl.baseline(to="c", force=True)
+    assert [e.change_id for e in written] == ["b", "c"], "a is applied: left as it is"
+
+
+async def test_baseline_to_an_unknown_change_is_refused(store: SpyStore, target: NonTransactionalTargetSystem) -> None:
+    fl = engine(store, target, recording_change("a", "0001"))
+    with pytest.raises(ConfigurationError, match="'z' is not a declared change"):
+        await fl.baseline(to="z")
+    assert await history(store) == [] and store.lock_attempts == []
+
+
 # -- undo --------------------------------------------------------------------------------------------------------
 
 
