@@ -1,4 +1,6 @@
-"""Loading the application `--app` names: a Flamingock, or a function (maybe async) returning one."""
+"""Loading the application `--app` names: a Flamingock, a function (maybe async) returning one, or what the web
+integrations were given it in: a FastAPI/Starlette app or its lifespan, an aiohttp application or its cleanup
+context (or a function returning one of those)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import importlib.util
 import inspect
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from .. import (
@@ -80,16 +82,49 @@ async def _call_factory(ref: str, factory: Callable[..., object]) -> object:
     return result
 
 
-async def load_app(ref: str) -> Flamingock:
-    """The `Flamingock` named by `module:attr`: the attribute itself, or what calling it returns (awaited if it
-    is a coroutine). Raises `CliError` naming what is wrong."""
-    module_name, attr = _split_ref(ref)
-    found = _attribute(ref, _import_module(ref, module_name), attr)
+def _engine_in(found: object) -> Flamingock | None:
+    """The `Flamingock` an integration holds (its `flamingock` attribute), looked for in `found` itself (the lifespan
+    or cleanup context), in a Starlette/FastAPI app's lifespan, and in an aiohttp application's cleanup contexts."""
     if isinstance(found, Flamingock):
         return found
+    places: list[object] = [found, getattr(getattr(found, "router", None), "lifespan_context", None)]
+    places += _cleanup_contexts(found)
+    for place in places:
+        engine = getattr(place, "flamingock", None)
+        if isinstance(engine, Flamingock):
+            return engine
+    return None
+
+
+def _cleanup_contexts(found: object) -> list[object]:
+    """An aiohttp application's cleanup contexts (a sequence of its own type); none for anything else."""
+    contexts = getattr(found, "cleanup_ctx", None)
+    return list(contexts) if isinstance(contexts, Sequence) else []
+
+
+def _looks_like_a_web_app(found: object) -> bool:
+    return hasattr(found, "router") or isinstance(getattr(found, "cleanup_ctx", None), Sequence)
+
+
+async def load_app(ref: str) -> Flamingock:
+    """The `Flamingock` named by `module:attr`: the attribute itself, the one the web integrations were given where
+    the attribute is a web app or its lifespan, or what calling it returns (awaited if it is a coroutine), looked
+    for the same way. Raises `CliError` naming what is wrong."""
+    module_name, attr = _split_ref(ref)
+    found = _attribute(ref, _import_module(ref, module_name), attr)
+    engine = _engine_in(found)
+    if engine is not None:
+        return engine
+    if _looks_like_a_web_app(found):
+        raise CliError(
+            f"--app {ref!r} is a web application ({type(found).__name__}) that aioflamingock's lifespan or cleanup "
+            "context was not given to: pass it aioflamingock.fastapi.lifespan(fl) (or "
+            "aioflamingock.aiohttp.cleanup_ctx(fl)), or point --app at the Flamingock, or at a function returning one"
+        )
     if not callable(found):
         raise CliError(f"--app {ref!r} is a {type(found).__name__}, not a Flamingock or a function returning one")
     result = await _call_factory(ref, found)
-    if not isinstance(result, Flamingock):
+    engine = _engine_in(result)
+    if engine is None:
         raise CliError(f"--app {ref!r} returned a {type(result).__name__}, not a Flamingock")
-    return result
+    return engine
