@@ -10,6 +10,7 @@ workers (`-n 0` to run it in one process).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -31,10 +32,17 @@ def sh(*args: str | Path) -> None:
 
 
 def ensure_env(extras: str) -> None:
+    """`.venv` with the package installed (editable) and `extras`; installed again only when pyproject.toml or the
+    extras asked for changed since the last install (the code itself needs none: the install is editable)."""
     if not PY.exists():
         venv.EnvBuilder(with_pip=True).create(VENV)
         sh(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    stamp = VENV / f"installed{extras.replace('[', '-').replace(']', '')}.sha256"
+    if stamp.exists() and stamp.read_text() == wanted:
+        return
     sh(PY, "-m", "pip", "install", "--quiet", "-e", f".{extras}")
+    stamp.write_text(wanted)
 
 
 def quickstart(args: list[str]) -> None:

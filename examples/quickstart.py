@@ -38,10 +38,20 @@ def summary(report: RunReport) -> str:
     return "\n".join(lines)
 
 
+def next_steps(database: Path) -> str:
+    changes = Path(__file__).resolve().parent / "quickstart_changes"
+    return (
+        f"\nThe database: {database.resolve()} (the users table, and the audit in flamingock_audit_log).\n"
+        f"Next: run this again (nothing pending); add a module _0005_<name>.py to {changes} and run again (only it\n"
+        "runs); docs/quickstart.md walks through it."
+    )
+
+
 async def main() -> None:
     database = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("QUICKSTART_DB", "quickstart.db"))
     report = await build(database).run()
     print(summary(report))
+    print(next_steps(database))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ An included file counts as run by a test when:
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,3 +159,19 @@ def test_the_rule_catches_inline_code_and_missing_files_or_sections(tmp_path: Pa
     assert problems[4] is None
     assert is_run_by_a_test("examples/myapp/changes/_0001_create_users.py", {"operations"})
     assert not is_run_by_a_test("examples/myapp/startup.py", {"overview"})
+
+
+def test_the_readme_snippet_runs_as_a_script_and_says_what_it_says(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    (snippet,) = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+    script = tmp_path / "readme.py"
+    script.write_text(snippet)
+    outputs = [
+        subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        for _ in range(2)
+    ]
+    assert [(o.returncode, o.stdout.strip()) for o in outputs] == [
+        (0, "SUCCESS ['create-users']"),
+        (0, "NO_CHANGES []"),
+    ]
+    assert "prints `SUCCESS ['create-users']`" in readme and "prints `NO_CHANGES []`" in readme

@@ -62,7 +62,8 @@ def test_quickstart_applies_everything_once_then_finds_nothing_pending(tmp_path:
     assert query(database, "SELECT COUNT(*) FROM flamingock_lock") == [(0,)]
 
     second = run_quickstart(str(database), cwd=tmp_path)
-    assert second.strip() == "Nothing pending: all 4 changes are already applied."
+    assert second.splitlines()[0] == "Nothing pending: all 4 changes are already applied."
+    assert f"The database: {database.resolve()} " in second and "Next: " in second
     assert audit(database) == after_first
     assert query(database, "SELECT COUNT(*) FROM users") == [(1,)]
     assert query(database, "SELECT COUNT(*) FROM flamingock_lock") == [(0,)]
