@@ -175,3 +175,20 @@ def test_the_readme_snippet_runs_as_a_script_and_says_what_it_says(tmp_path: Pat
         (0, "NO_CHANGES []"),
     ]
     assert "prints `SUCCESS ['create-users']`" in readme and "prints `NO_CHANGES []`" in readme
+
+
+def test_troubleshooting_says_what_every_error_means() -> None:
+    import inspect
+
+    import aioflamingock
+
+    page = (DOCS / "troubleshooting.md").read_text()
+    headings = set(re.findall(r"^### (\w+)$", page, re.MULTILINE))
+    raised = {
+        name
+        for name in aioflamingock.__all__
+        if inspect.isclass(getattr(aioflamingock, name))
+        and issubclass(getattr(aioflamingock, name), Warning | Exception)
+    }
+    assert raised - headings == set(), "docs/troubleshooting.md has no section for these"
+    assert headings - raised == set(), "docs/troubleshooting.md has a section for what the library does not export"
