@@ -139,6 +139,10 @@ class Applier:
     async def _append(self, entry: AuditEntry) -> None:
         await self._store.append(entry, fence=self._fence)
 
+    async def record(self, entry: AuditEntry) -> None:
+        """import_audit(): an entry written as given (another store's), fenced like every write."""
+        await self._append(entry)
+
     def _transactional_target(self, spec: ChangeSpec) -> TransactionalTargetSystem:
         target = self._targets[spec.target_system]
         assert isinstance(target, TransactionalTargetSystem)

@@ -540,6 +540,53 @@ class Flamingock:
             async for entry in self.audit_store.history():
                 yield entry
 
+    async def import_audit(self, entries: Iterable[AuditEntry]) -> int:
+        """Write `entries` (another store's history, oldest first: `history()`, or `aioflamingock audit export`)
+        into this engine's audit store, which must hold no entry yet, under the lock; then read the history back
+        and compare it with them, field by field. Returns how many were written.
+
+        Raises `ConfigurationError` (nothing written) when the store already holds entries, and `StoreError` when
+        what reads back differs from what was given (the store then holds what was written: it was empty before)."""
+        given = list(entries)
+        execution_id = uuid.uuid4().hex
+        async with self._session():
+            await self._refuse_a_history("import")
+
+            async def write(applier: Applier) -> None:
+                await self._refuse_a_history("import")  # again, under the lock
+                for entry in given:
+                    await applier.record(entry)
+
+            await self._under_lock(execution_id, write)
+            back = [entry async for entry in self.audit_store.history()]
+        self._compare_imported(given, back)
+        logger.info("%d audit entries imported", len(given), extra={**self._log, "execution_id": execution_id})
+        return len(given)
+
+    async def _refuse_a_history(self, what: str) -> None:
+        async for entry in self.audit_store.history():
+            raise ConfigurationError(
+                [
+                    f"{what}: the audit store already holds entries (the first: {entry.change_id!r}, "
+                    f"{entry.state.value}); import only into a store that holds none"
+                ]
+            )
+
+    @staticmethod
+    def _compare_imported(given: list[AuditEntry], back: list[AuditEntry]) -> None:
+        if back == given:
+            return
+        for index, (wrote, read) in enumerate(zip(given, back, strict=False)):
+            if wrote != read:
+                fields = [f for f in type(wrote).model_fields if getattr(wrote, f) != getattr(read, f)]
+                raise StoreError(
+                    f"import: entry {index + 1} ({wrote.change_id!r}) reads back differently: {', '.join(fields)}; "
+                    "the store holds what was written"
+                )
+        raise StoreError(
+            f"import: {len(given)} entries written, {len(back)} read back; the store holds what was written"
+        )
+
     async def fix(self, change_id: str, resolution: Literal["applied", "rolled-back"]) -> AuditEntry:
         """Record a human's verdict on a change: MANUAL_MARKED_AS_APPLIED or MANUAL_MARKED_AS_ROLLED_BACK."""
         states = {

@@ -1,5 +1,5 @@
 """Operations on an application's changes, as a script or an admin endpoint would call them: plan, validate,
-run, issues, fix, undo, history, the lock, and a baseline of a database made before.
+run, issues, fix, undo, history, the lock, a baseline of a database made before, and the audit moved.
 
     python examples/operations.py [DATA_DIR]     # default: a new temporary directory
 
@@ -141,6 +141,22 @@ async def adopt(data_dir: Path) -> None:
     print(f"run {summary(await fl.run())}")
 
 
+def new_database(data_dir: Path) -> Flamingock:
+    """Another database here; it could as well be another store: MongoDB, DynamoDB..."""
+    data_dir.mkdir()
+    return build_flamingock(data_dir)
+
+
+async def move(fl: Flamingock, data_dir: Path) -> None:
+    new = new_database(data_dir)
+    # --8<-- [start:move]
+    entries = [entry async for entry in fl.history()]  # the export: every entry, oldest first
+    count = await new.import_audit(entries)  # into a store with no entry yet; read back and compared
+    # --8<-- [end:move]
+    same = [p.action for p in await new.plan()] == [p.action for p in await fl.plan()]
+    print(f"moved {count} entries; the new store plans {'the same' if same else 'differently'}")
+
+
 async def main(data_dir: Path) -> None:
     fl = build_flamingock(data_dir, search_client=SearchClient(data_dir / "search.json", available=False))
     print("== plan")
@@ -171,6 +187,8 @@ async def main(data_dir: Path) -> None:
     print(f"run {summary(await fl.run())}")
     print("== baseline, on a database made before")
     await adopt(data_dir / "made-before")
+    print("== move the audit to a new store")
+    await move(fl, data_dir / "moved")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,25 @@
-"""The commands that repair: fix, unlock."""
+"""The commands that repair or move the audit: fix, baseline, unlock, audit export, audit import."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, TextIO
 
 import typer
 from rich.text import Text
 
 from .. import (
+    AuditEntry,
+    ConfigurationError,
     Flamingock,
 )
 from ._base import EXIT_OK, CliError, Resolution
 from ._output import AsJson, Settings, command, describe_lock, execute, write_json
 
-__all__ = ["baseline", "fix", "unlock"]
+__all__ = ["audit_export", "audit_import", "baseline", "fix", "unlock"]
 
 
 async def _fix(fl: Flamingock, settings: Settings, change_id: str, resolution: Resolution, as_json: bool) -> int:
@@ -33,6 +39,50 @@ async def _baseline(fl: Flamingock, settings: Settings, to: str, force: bool, as
     for entry in written:
         settings.out.print(Text(f"✓ {entry.change_id} recorded as {entry.state.value}", style="green"))
     settings.out.print(f"{len(written)} change(s) adopted as applied, none run; the next run starts after {to!r}")
+    return EXIT_OK
+
+
+async def _export(fl: Flamingock, settings: Settings, out: TextIO, output: Path | None) -> int:
+    """Every entry, oldest first, one JSON document a line (Flamingock's field names)."""
+    count = 0
+    async for entry in fl.history():
+        out.write(json.dumps(entry.to_document(), ensure_ascii=False) + "\n")
+        count += 1
+    out.flush()
+    if output is not None:
+        settings.err.print(f"{count} entries written to {output}")
+    return EXIT_OK
+
+
+def _read_entries(source: Path) -> list[AuditEntry]:
+    """The entries of an export, every line checked before anything is written."""
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise CliError(f"cannot read {str(source)!r}: {exc.strerror or exc}") from None
+    entries, problems = [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            document = json.loads(line)
+            if not isinstance(document, dict):
+                raise ValueError("not a JSON object")
+            entries.append(AuditEntry.from_document(document))
+        except ValueError as exc:  # JSON or validation (pydantic's ValidationError is a ValueError)
+            problems.append(f"{source}:{number}: not an audit entry: {str(exc).splitlines()[0]}")
+    if problems:
+        raise ConfigurationError(problems[:10] + ([f"... and {len(problems) - 10} more"] if len(problems) > 10 else []))
+    return entries
+
+
+async def _import(fl: Flamingock, settings: Settings, source: Path, as_json: bool) -> int:
+    entries = _read_entries(source)
+    count = await fl.import_audit(entries)
+    if as_json:
+        write_json({"imported": count})
+    else:
+        settings.out.print(Text(f"✓ {count} entries imported and read back, field by field, as given", style="green"))
     return EXIT_OK
 
 
@@ -83,3 +133,27 @@ def unlock(
 ) -> None:
     """Show who holds the service's lock; with --force, free it. Only for a holder known to be dead."""
     execute(ctx, lambda fl, s: _unlock(fl, s, force))
+
+
+@command("Inspect", group="audit", name="export")
+def audit_export(
+    ctx: typer.Context,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to FILE instead of stdout.")
+    ] = None,
+) -> None:
+    """Every audit entry, oldest first, as JSON Lines (Flamingock's field names): a backup, or the way to another
+    store."""
+    with open(output, "w", encoding="utf-8") if output is not None else contextlib.nullcontext(sys.stdout) as out:
+        execute(ctx, lambda fl, s: _export(fl, s, out, output))
+
+
+@command("Inspect", group="audit", name="import")
+def audit_import(
+    ctx: typer.Context,
+    source: Annotated[Path, typer.Argument(metavar="FILE", help="An export (JSON Lines).")],
+    as_json: AsJson = False,
+) -> None:
+    """Write an export into this application's audit store, which must hold no entry yet, under the lock; then read
+    it back and compare, field by field."""
+    execute(ctx, lambda fl, s: _import(fl, s, source, as_json))

@@ -3,7 +3,9 @@ details of each command in this one."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from aioflamingock import DISABLE_ENV_VAR
 from aioflamingock._cli import EXIT_MANUAL_INTERVENTION, EXIT_PENDING, EXIT_USAGE
@@ -128,6 +130,31 @@ def test_baseline_adopts_a_database_already_in_shape(shop: Shop) -> None:
     assert "already have a history: create-orders (MANUAL_MARKED_AS_APPLIED)" in again.stderr
     plan = {p["changeId"]: p["action"] for p in shop.fast.json("plan")}
     assert plan == {**dict.fromkeys(SHOP_CHANGES[:2], "SKIP"), **dict.fromkeys(SHOP_CHANGES[2:], "APPLY")}
+
+
+def test_audit_export_then_import_moves_the_history_to_another_database(shop: Shop, tmp_path: Path) -> None:
+    shop.fast("run")
+    shop.fast("undo", "--to", "add-order-status")
+    export = tmp_path / "audit.jsonl"
+    shop.cli("audit", "export", "--output", str(export))
+    lines = export.read_text().splitlines()
+    history = shop.fast.json("audit", "list", "--history")
+    assert [json.loads(line) for line in lines] == history
+    assert shop.cli("audit", "export").stdout.splitlines() == lines  # to stdout, the same
+
+    moved = Cli(shop.cli.cwd, {**shop.cli.env, "SHOP_DB": str(tmp_path / "moved.db")})
+    assert moved.json("audit", "import", str(export)) == {"imported": len(lines)}
+    assert moved.json("audit", "list", "--history") == history
+    assert moved.json("plan") == shop.fast.json("plan")
+    refused = moved("audit", "import", str(export), code=EXIT_USAGE)
+    assert "already holds entries" in refused.stderr
+
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(lines[0] + "\n" + '{"changeId": "x"}\n')
+    elsewhere = Cli(shop.cli.cwd, {**shop.cli.env, "SHOP_DB": str(tmp_path / "other.db")})
+    bad = elsewhere("audit", "import", str(broken), code=EXIT_USAGE)
+    assert f"{broken}:2: not an audit entry" in bad.stderr
+    assert not (tmp_path / "other.db").exists(), "every line is checked before the store is opened"
 
 
 def test_undo_to_base_rolls_back_every_change(shop: Shop) -> None:

@@ -71,10 +71,12 @@ def test_operations_walks_through_a_failure_a_fix_an_undo_and_a_stale_lock(tmp_p
         "plan",
         "lock",
         "baseline, on a database made before",
+        "move the audit to a new store",
     ]
-    plan, validate, failed_run, issues, fix, run, validated, history, undo, replan, lock, baseline = (
+    plan, validate, failed_run, issues, fix, run, validated, history, undo, replan, lock, baseline, moved = (
         section.splitlines()[1:] for section in sections
     )
+    assert moved == ["moved 14 entries; the new store plans the same"]  # history's 9, undo's 2, the last run's 3
     assert baseline == [
         "baseline: create-users, seed-admin-user, add-user-status recorded as applied, none run",
         "run create-users ALREADY_APPLIED, seed-admin-user ALREADY_APPLIED, add-user-status ALREADY_APPLIED, "
