@@ -625,7 +625,34 @@ class Flamingock:
         index = next((i for i, s in enumerate(specs) if s.id == to), None)
         if index is None:
             raise ConfigurationError([f"baseline: {to!r} is not a declared change; give the last change to adopt"])
-        chosen = specs[: index + 1]
+        return await self._adopt(specs[: index + 1], force=force, method="baseline")
+
+    async def adopt(self, change_ids: Iterable[str], *, force: bool = False, dry_run: bool = False) -> list[str]:
+        """Record the declared changes `change_ids` as `MANUAL_MARKED_AS_APPLIED` without running them, under the
+        lock: what another tool applied (`aioflamingock import alembic|yoyo`). Returns the ids marked, in the
+        changes' order; with `dry_run`, the ids it would mark, having checked everything and written nothing.
+
+        Refused (`ConfigurationError`, nothing written) for an id that is not a declared change, and for a change
+        that already has a history unless `force` (then those applied already are left as they are)."""
+        wanted = list(dict.fromkeys(change_ids))
+        specs = self.changes()
+        declared = {s.id for s in specs}
+        unknown = [i for i in wanted if i not in declared]
+        if unknown:
+            raise ConfigurationError(
+                [
+                    f"adopt: {', '.join(repr(i) for i in unknown)} not declared change(s); map each to the change that "
+                    "did the same (a mapping of names to change ids), or leave it out"
+                ]
+            )
+        chosen = [s for s in specs if s.id in set(wanted)]
+        if dry_run:
+            async with self._session():
+                states = await self.audit_store.current_states([s.id for s in chosen])
+            return [s.id for s in self._adoptable(chosen, states, force)]
+        return [entry.change_id for entry in await self._adopt(chosen, force=force, method="adopt")]
+
+    async def _adopt(self, chosen: list[ChangeSpec], *, force: bool, method: str) -> list[AuditEntry]:
         execution_id = uuid.uuid4().hex
         async with self._session():
             # Checked before the lock is asked for; checked again under it, against the states read there.
@@ -635,12 +662,12 @@ class Flamingock:
                 current = await self.audit_store.current_states([s.id for s in chosen])
                 todo = self._adoptable(chosen, current, force)
                 marked = AuditState.MANUAL_MARKED_AS_APPLIED
-                return [await applier.mark(spec, marked, method="baseline") for spec in todo]
+                return [await applier.mark(spec, marked, method=method) for spec in todo]
 
             written = await self._under_lock(execution_id, mark_all)
         logger.info(
-            "baseline up to %r: %d change(s) marked as applied",
-            to,
+            "%s: %d change(s) marked as applied",
+            method,
             len(written),
             extra={**self._log, "execution_id": execution_id},
         )
@@ -655,9 +682,9 @@ class Flamingock:
             listed = ", ".join(f"{s.id} ({states[s.id].state.value})" for s in known)
             raise ConfigurationError(
                 [
-                    f"baseline: {len(known)} change(s) already have a history: {listed}; a baseline adopts changes "
-                    "that never ran. Pass force=True (--force) to mark them too (those applied are left as they "
-                    "are), or give an earlier change"
+                    f"{len(known)} change(s) already have a history: {listed}; only changes that never ran are "
+                    "adopted. Pass force=True (--force) to mark them too (those applied are left as they are), or "
+                    "leave them out"
                 ]
             )
         applied = {AuditState.APPLIED, AuditState.MANUAL_MARKED_AS_APPLIED}

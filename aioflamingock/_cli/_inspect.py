@@ -234,4 +234,4 @@ def health(
     execute(ctx, lambda fl, s: _health(fl, s, timeout, as_json))
 
 
-GROUPS.update(audit="Read the audit log.", issues="The changes that need manual intervention.")
+GROUPS.update(audit="Read, export and import the audit log.", issues="The changes that need manual intervention.")

@@ -6,7 +6,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated, Any, TextIO
 
 import typer
 from rich.text import Text
@@ -17,9 +17,9 @@ from .. import (
     Flamingock,
 )
 from ._base import EXIT_OK, CliError, Resolution
-from ._output import AsJson, Settings, command, describe_lock, execute, write_json
+from ._output import GROUPS, AsJson, Settings, command, describe_lock, execute, write_json
 
-__all__ = ["audit_export", "audit_import", "baseline", "fix", "unlock"]
+__all__ = ["audit_export", "audit_import", "baseline", "fix", "import_alembic", "import_yoyo", "unlock"]
 
 
 async def _fix(fl: Flamingock, settings: Settings, change_id: str, resolution: Resolution, as_json: bool) -> int:
@@ -157,3 +157,99 @@ def audit_import(
     """Write an export into this application's audit store, which must hold no entry yet, under the lock; then read
     it back and compare, field by field."""
     execute(ctx, lambda fl, s: _import(fl, s, source, as_json))
+
+
+# -- importing another tool's history ---------------------------------------------------------------------------
+
+GROUPS.update({"import": "Adopt what another migration tool applied: each of its migrations recorded as applied."})
+
+MapFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--map", metavar="FILE", help="A JSON object: the tool's migration name -> the change id (default: the same)."
+    ),
+]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Say what would be recorded; write nothing.")]
+Force = Annotated[bool, typer.Option("--force", help="Also mark changes that have a history (applied ones are left).")]
+
+
+def _mapping(path: Path | None) -> dict[str, str]:
+    if path is None:
+        return {}
+    try:
+        mapping = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CliError(f"--map {str(path)!r}: {exc}") from None
+    if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
+        raise CliError(f"--map {str(path)!r} must be one JSON object of strings: the migration name -> the change id")
+    return mapping
+
+
+async def _adopt(
+    fl: Flamingock, settings: Settings, tool: str, names: list[str], mapping: dict[str, str], dry_run: bool,
+    force: bool, as_json: bool,
+) -> int:  # fmt: skip
+    origin = {mapping.get(name, name): name for name in names}
+    marked = await fl.adopt(list(origin), force=force, dry_run=dry_run)
+    if as_json:
+        write_json({"dryRun": dry_run, "changes": [{"changeId": i, "from": origin[i]} for i in marked]})
+        return EXIT_OK
+    verb = "would be recorded" if dry_run else "recorded"
+    for change_id in marked:
+        settings.out.print(Text(f"✓ {change_id} {verb} as applied ({tool}: {origin[change_id]})", style="green"))
+    if not names:
+        settings.out.print(f"{tool} recorded no migration in this database: nothing to adopt")
+    elif dry_run:
+        settings.out.print(f"{len(marked)} change(s) would be recorded; nothing written (--dry-run)")
+    else:
+        settings.out.print(f"{len(marked)} change(s) adopted from {tool}, none run")
+    return EXIT_OK
+
+
+def _readers() -> Any:
+    """`aioflamingock.importers`, which needs SQLAlchemy (the `sql` extra)."""
+    try:
+        import sqlalchemy  # noqa: F401
+
+        from .. import importers
+    except ImportError as exc:
+        hint = 'pip install "aioflamingock[sql]"'
+        raise CliError(f"reading another tool's tables needs SQLAlchemy: {hint} ({exc})") from None
+    return importers
+
+
+@command("Repair", group="import", name="alembic")
+def import_alembic(
+    ctx: typer.Context,
+    config: Annotated[Path, typer.Option("--config", metavar="FILE", help="alembic.ini.")] = Path("alembic.ini"),
+    url: Annotated[str | None, typer.Option("--url", help="The database, if not alembic.ini's sqlalchemy.url.")] = None,
+    mapping: MapFile = None,
+    dry_run: DryRun = False,
+    force: Force = False,
+    as_json: AsJson = False,
+) -> None:
+    """Record as applied the changes for the revisions alembic applied (alembic_version and every revision before)."""
+
+    async def run(fl: Flamingock, s: Settings) -> int:
+        names = await _readers().alembic_applied(config, url=url)
+        return await _adopt(fl, s, "alembic", names, _mapping(mapping), dry_run, force, as_json)
+
+    execute(ctx, run)
+
+
+@command("Repair", group="import", name="yoyo")
+def import_yoyo(
+    ctx: typer.Context,
+    database: Annotated[str, typer.Option("--database", metavar="URL", help="yoyo's database URL.")],
+    mapping: MapFile = None,
+    dry_run: DryRun = False,
+    force: Force = False,
+    as_json: AsJson = False,
+) -> None:
+    """Record as applied the changes for the migrations yoyo applied (its _yoyo_migration table)."""
+
+    async def run(fl: Flamingock, s: Settings) -> int:
+        names = await _readers().yoyo_applied(database)
+        return await _adopt(fl, s, "yoyo", names, _mapping(mapping), dry_run, force, as_json)
+
+    execute(ctx, run)

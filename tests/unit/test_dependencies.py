@@ -94,6 +94,7 @@ FRONTS = {
     "aioflamingock.fastapi": ("aioflamingock._startup",),
     "aioflamingock.aiohttp": ("aioflamingock._startup",),
     "aioflamingock._startup": (),
+    "aioflamingock.importers": (),
 }
 """Each front, and the modules of the package it may use besides public names."""
 
@@ -103,9 +104,10 @@ def front(module: str) -> str | None:
 
 
 def public(module: str) -> bool:
-    """`aioflamingock`, one of its public names, `aioflamingock.backend`, a backend's package or public name."""
+    """`aioflamingock`, one of its public names, `aioflamingock.backend` or `.importers`, a backend's package or
+    public name."""
     parts = module.split(".")
-    if parts[0] != "aioflamingock" or len(parts) == 1 or parts[1] == "backend":
+    if parts[0] != "aioflamingock" or len(parts) == 1 or parts[1] in {"backend", "importers"}:
         return True
     if parts[1] in aioflamingock.__all__:
         return True

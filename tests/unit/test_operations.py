@@ -208,6 +208,22 @@ async def test_baseline_to_an_unknown_change_is_refused(store: SpyStore, target:
     assert await history(store) == [] and store.lock_attempts == []
 
 
+async def test_adopt_marks_the_changes_named_and_a_dry_run_writes_nothing(
+    store: SpyStore, target: NonTransactionalTargetSystem, calls: list[str]
+) -> None:
+    fl = engine(store, target, *(recording_change(i, f"000{n}") for n, i in enumerate("abc", 1)))
+    assert await fl.adopt(["c", "a"], dry_run=True) == ["a", "c"]  # in the changes' order
+    assert await history(store) == [] and store.lock_attempts == []
+    assert await fl.adopt(["c", "a"]) == ["a", "c"]
+    assert [(e.change_id, e.state, e.invoked_method) for e in await history(store)] == [
+        ("a", AuditState.MANUAL_MARKED_AS_APPLIED, "adopt"),
+        ("c", AuditState.MANUAL_MARKED_AS_APPLIED, "adopt"),
+    ]
+    assert calls == [] and (await fl.run()).applied == ["b"]
+    with pytest.raises(ConfigurationError, match=r"'x' not declared change\(s\)"):
+        await fl.adopt(["a", "x"])
+
+
 # -- undo --------------------------------------------------------------------------------------------------------
 
 

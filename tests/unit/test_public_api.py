@@ -144,6 +144,7 @@ def test_every_error_derives_from_the_root() -> None:
             },
         ),
         ("aioflamingock.sql", {"AlembicUpgrade", "SQLAuditStore", "SQLContext", "SQLTargetSystem", "SQLTransaction"}),
+        ("aioflamingock.importers", {"alembic_applied", "yoyo_applied"}),
         (
             "aioflamingock.dynamodb",
             {
