@@ -1,7 +1,8 @@
 """What another migration tool recorded as applied, read from its own table: the names to give
 `Flamingock.adopt()` (mapped to change ids where they differ), which is what `aioflamingock import alembic|yoyo`
-does. Read with a synchronous SQLAlchemy engine on the URL the tool itself is configured with, in a thread; nothing
-is written. Needs the `sql` extra (SQLAlchemy), and the `alembic` extra for alembic."""
+does, and `import pymongo-migrate|mongodb-migrations`. Read on the URL the tool itself is configured with, with a
+synchronous client (SQLAlchemy's engine, PyMongo's `MongoClient`) in a thread; nothing is written. alembic and yoyo
+need the `sql` extra (SQLAlchemy), alembic the `alembic` extra too; the MongoDB tools need the `mongodb` extra."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 from . import ConfigurationError, StoreError
 from .backend import check_identifier, redact
 
-__all__ = ["alembic_applied", "yoyo_applied"]
+__all__ = ["alembic_applied", "mongodb_migrations_applied", "pymongo_migrate_applied", "yoyo_applied"]
 
 YOYO_TABLE = "_yoyo_migration"
 
@@ -83,3 +84,55 @@ async def yoyo_applied(url: str, *, table: str = YOYO_TABLE) -> list[str]:
     `postgresql://...`), oldest first, by their ids (the file names without `.py`/`.sql`). Empty when yoyo never
     ran there."""
     return await asyncio.to_thread(_yoyo, url, table)
+
+
+PYMONGO_MIGRATE_COLLECTION = "pymongo_migrate"
+MONGODB_MIGRATIONS_COLLECTION = "database_migrations"
+
+
+def _documents(url: str, database: str, collection: str, query: dict[str, Any], tool: str) -> list[dict[str, Any]]:
+    from pymongo import MongoClient
+    from pymongo.errors import ConfigurationError as UrlError
+    from pymongo.errors import PyMongoError
+
+    check_identifier(f"{tool} database", database)
+    check_identifier(f"{tool} collection", collection)
+    try:
+        client: MongoClient[dict[str, Any]] = MongoClient(url, serverSelectionTimeoutMS=10_000)
+    except (UrlError, ValueError) as exc:
+        raise ConfigurationError([redact(f"{tool}: the URL {url!r} cannot be used: {exc}")]) from None
+    try:
+        return list(client[database][collection].find(query, {"_id": False}))
+    except PyMongoError as exc:
+        raise StoreError(
+            redact(f"{tool}: reading {database}.{collection} failed: {type(exc).__name__}: {exc}")
+        ) from None
+    finally:
+        client.close()
+
+
+def _pymongo_migrate(url: str, database: str, collection: str) -> list[str]:
+    found = _documents(url, database, collection, {"applied": {"$ne": None}}, "pymongo-migrate")
+    found.sort(key=lambda document: (document["applied"], document["name"]))
+    return [str(document["name"]) for document in found]
+
+
+async def pymongo_migrate_applied(
+    url: str, database: str, *, collection: str = PYMONGO_MIGRATE_COLLECTION
+) -> list[str]:
+    """The migrations pymongo-migrate applied to `database` (those its collection says are `applied`), oldest
+    first, by name. Empty when it never ran there."""
+    return await asyncio.to_thread(_pymongo_migrate, url, database, collection)
+
+
+def _mongodb_migrations(url: str, database: str, collection: str) -> list[str]:
+    found = _documents(url, database, collection, {}, "mongodb-migrations")
+    return sorted(str(document["migration_datetime"]) for document in found)
+
+
+async def mongodb_migrations_applied(
+    url: str, database: str, *, collection: str = MONGODB_MIGRATIONS_COLLECTION
+) -> list[str]:
+    """The migrations mongodb-migrations applied to `database` (its metastore collection), oldest first, by their
+    `migration_datetime` (the number its migration files start with). Empty when it never ran there."""
+    return await asyncio.to_thread(_mongodb_migrations, url, database, collection)

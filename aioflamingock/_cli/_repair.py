@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -19,7 +20,17 @@ from .. import (
 from ._base import EXIT_OK, CliError, Resolution
 from ._output import GROUPS, AsJson, Settings, command, describe_lock, execute, write_json
 
-__all__ = ["audit_export", "audit_import", "baseline", "fix", "import_alembic", "import_yoyo", "unlock"]
+__all__ = [
+    "audit_export",
+    "audit_import",
+    "baseline",
+    "fix",
+    "import_alembic",
+    "import_mongodb_migrations",
+    "import_pymongo_migrate",
+    "import_yoyo",
+    "unlock",
+]
 
 
 async def _fix(fl: Flamingock, settings: Settings, change_id: str, resolution: Resolution, as_json: bool) -> int:
@@ -206,15 +217,15 @@ async def _adopt(
     return EXIT_OK
 
 
-def _readers() -> Any:
-    """`aioflamingock.importers`, which needs SQLAlchemy (the `sql` extra)."""
+def _readers(needs: str, extra: str) -> Any:
+    """`aioflamingock.importers`, once `needs` (the driver the tool's database needs) imports."""
     try:
-        import sqlalchemy  # noqa: F401
-
+        importlib.import_module(needs)
         from .. import importers
     except ImportError as exc:
-        hint = 'pip install "aioflamingock[sql]"'
-        raise CliError(f"reading another tool's tables needs SQLAlchemy: {hint} ({exc})") from None
+        raise CliError(
+            f'reading that tool\'s records needs {needs}: pip install "aioflamingock[{extra}]" ({exc})'
+        ) from None
     return importers
 
 
@@ -231,7 +242,7 @@ def import_alembic(
     """Record as applied the changes for the revisions alembic applied (alembic_version and every revision before)."""
 
     async def run(fl: Flamingock, s: Settings) -> int:
-        names = await _readers().alembic_applied(config, url=url)
+        names = await _readers("sqlalchemy", "sql").alembic_applied(config, url=url)
         return await _adopt(fl, s, "alembic", names, _mapping(mapping), dry_run, force, as_json)
 
     execute(ctx, run)
@@ -249,7 +260,55 @@ def import_yoyo(
     """Record as applied the changes for the migrations yoyo applied (its _yoyo_migration table)."""
 
     async def run(fl: Flamingock, s: Settings) -> int:
-        names = await _readers().yoyo_applied(database)
+        names = await _readers("sqlalchemy", "sql").yoyo_applied(database)
         return await _adopt(fl, s, "yoyo", names, _mapping(mapping), dry_run, force, as_json)
+
+    execute(ctx, run)
+
+
+MongoUrl = Annotated[str, typer.Option("--url", metavar="URL", help="The MongoDB the tool ran on (mongodb://...).")]
+MongoDatabase = Annotated[str, typer.Option("--database", metavar="NAME", help="Its database.")]
+
+
+@command("Repair", group="import", name="pymongo-migrate")
+def import_pymongo_migrate(
+    ctx: typer.Context,
+    url: MongoUrl,
+    database: MongoDatabase,
+    collection: Annotated[str, typer.Option(help="Its collection.")] = "pymongo_migrate",
+    mapping: MapFile = None,
+    dry_run: DryRun = False,
+    force: Force = False,
+    as_json: AsJson = False,
+) -> None:
+    """Record as applied the changes for the migrations pymongo-migrate applied (its collection)."""
+
+    async def run(fl: Flamingock, s: Settings) -> int:
+        reader = _readers("pymongo", "mongodb").pymongo_migrate_applied
+        names = await reader(url, database, collection=collection)
+        return await _adopt(fl, s, "pymongo-migrate", names, _mapping(mapping), dry_run, force, as_json)
+
+    execute(ctx, run)
+
+
+@command("Repair", group="import", name="mongodb-migrations")
+def import_mongodb_migrations(
+    ctx: typer.Context,
+    url: MongoUrl,
+    database: MongoDatabase,
+    metastore: Annotated[str, typer.Option(help="Its collection (mongodb-migrations' --metastore).")] = (
+        "database_migrations"
+    ),
+    mapping: MapFile = None,
+    dry_run: DryRun = False,
+    force: Force = False,
+    as_json: AsJson = False,
+) -> None:
+    """Record as applied the changes for the migrations mongodb-migrations applied (its metastore collection)."""
+
+    async def run(fl: Flamingock, s: Settings) -> int:
+        reader = _readers("pymongo", "mongodb").mongodb_migrations_applied
+        names = await reader(url, database, collection=metastore)
+        return await _adopt(fl, s, "mongodb-migrations", names, _mapping(mapping), dry_run, force, as_json)
 
     execute(ctx, run)

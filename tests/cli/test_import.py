@@ -4,8 +4,13 @@ applied under the change ids a mapping gives, dry-run first. Real CLI processes 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,3 +133,81 @@ def test_yoyo_migrations_become_applied_changes(shop: Shop, tmp_path: Path) -> N
 def test_a_database_the_tool_never_ran_on_has_nothing_to_adopt(shop: Shop, tmp_path: Path) -> None:
     done = shop.cli("import", "yoyo", "--database", f"sqlite:///{tmp_path / 'empty.db'}")
     assert "yoyo recorded no migration in this database: nothing to adopt" in done.stdout
+
+
+# -- MongoDB tools -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mongo_database(mongodb_server: Any) -> Iterator[str]:
+    from pymongo import MongoClient
+
+    name = f"tool_{uuid.uuid4().hex[:10]}"
+    yield name
+    with MongoClient(mongodb_server.uri) as client:
+        client.drop_database(name)
+
+
+def test_pymongo_migrate_migrations_become_applied_changes(
+    shop: Shop, tmp_path: Path, mongodb_server: Any, mongo_database: str
+) -> None:
+    pytest.importorskip("pymongo_migrate")
+    from pymongo import MongoClient
+    from pymongo_migrate.migrations import Migration
+    from pymongo_migrate.mongo_migrate import MongoMigrate
+
+    class Legacy(Migration):
+        def upgrade(self, db: Any) -> None:
+            db.legacy.insert_one({"name": self.name})
+
+        def downgrade(self, db: Any) -> None:
+            db.legacy.delete_one({"name": self.name})
+
+    with MongoClient(mongodb_server.uri) as client:
+        tool = MongoMigrate(client, mongo_database, migrations_dir=str(tmp_path))
+        tool.graph.add_migration(Legacy(name="0001_users", dependencies=[]))
+        tool.graph.add_migration(Legacy(name="0002_orders", dependencies=["0001_users"]))
+        tool.graph.add_migration(Legacy(name="0003_later", dependencies=["0002_orders"]))
+        tool.migrate("0002_orders")  # the third one never ran
+    names = mapping(tmp_path / "map.json", {"0001_users": "create-orders", "0002_orders": "add-order-status"})
+    args = ("import", "pymongo-migrate", "--url", mongodb_server.uri, "--database", mongo_database, "--map", str(names))
+    assert shop.cli.json(*args) == {
+        "dryRun": False,
+        "changes": [
+            {"changeId": "create-orders", "from": "0001_users"},
+            {"changeId": "add-order-status", "from": "0002_orders"},
+        ],
+    }
+
+
+def test_mongodb_migrations_migrations_become_applied_changes(
+    shop: Shop, tmp_path: Path, mongodb_server: Any, mongo_database: str
+) -> None:
+    pytest.importorskip("mongodb_migrations")
+    from pymongo import uri_parser
+
+    stamp = uuid.uuid4().int % 10**6  # module names of their own: the tool imports its files by name
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    first, second = f"20260101{stamp:06d}", f"20260102{stamp:06d}"
+    for moment in (first, second):
+        (folder / f"{moment}_legacy.py").write_text(
+            "from mongodb_migrations.base import BaseMigration\n\n\nclass Migration(BaseMigration):\n"
+            "    def upgrade(self):\n        self.db.legacy.insert_one({'done': True})\n\n"
+            "    def downgrade(self):\n        pass\n"
+        )
+    host, port = uri_parser.parse_uri(mongodb_server.uri)["nodelist"][0]
+    settings = {"mongo_host": host, "mongo_port": port, "mongo_database": mongo_database}
+    run_tool = (  # in a process of its own, as its command runs: it leaves its clients open
+        "import sys\nfrom mongodb_migrations.cli import MigrationManager\n"
+        "from mongodb_migrations.config import Configuration\n"
+        f"sys.path.insert(0, {str(folder)!r})\n"
+        f"MigrationManager(Configuration({{**{settings!r}, 'mongo_migrations_path': {str(folder)!r}}})).run()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", run_tool], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    names = mapping(tmp_path / "map.json", {first: "create-orders", second: "add-order-status"})
+    args = ("import", "mongodb-migrations", "--url", mongodb_server.uri, "--database", mongo_database)
+    dry = shop.cli.json(*args, "--map", str(names), "--dry-run")
+    assert [c["from"] for c in dry["changes"]] == [first, second]
+    assert shop.fast.json("audit", "list", "--history") == []
