@@ -3,6 +3,7 @@
 
     python3 dev.py quickstart   # create .venv, install the package, run examples/quickstart.py
     python3 dev.py test         # create .venv, install everything; ruff, mypy, docs build, the whole test suite
+    python3 dev.py docs         # rewrite the code blocks of docs/ from the examples they name
 
 Extra arguments after `test` go to pytest (`python3 dev.py test -k lock -x`); the suite runs on two pytest-xdist
 workers (`-n 0` to run it in one process).
@@ -75,7 +76,16 @@ def test(args: list[str]) -> None:
     sh(PY, "-m", "pytest", "-n", "2", *args)  # two workers: see tests/conftest.py
 
 
-COMMANDS = {"quickstart": quickstart, "test": test}
+def docs(args: list[str]) -> None:
+    """Rewrite the code blocks of docs/ from the examples they name (see tests/docs_code.py)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.docs_code import sync_page
+
+    changed = [page.name for page in sorted((ROOT / "docs").glob("*.md")) if sync_page(page)]
+    print(f"rewrote {', '.join(changed)}" if changed else "the docs show their examples as they are")
+
+
+COMMANDS = {"quickstart": quickstart, "test": test, "docs": docs}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

@@ -1,10 +1,12 @@
-"""Every Python example in the documentation is a file under `examples/` that a test runs.
+"""Every Python example in the documentation is a file under `examples/` that a test runs, shown in the page itself.
 
-A ```python block in `docs/*.md` must hold exactly one line, a pymdownx.snippets include of a file under
-`examples/`, optionally of one section of it: `--8<-- "examples/operations.py:fix"`, the section being marked in
-the file by `# --8<-- [start:fix]` and `# --8<-- [end:fix]`. Anything else, inline code included, fails.
+A ```python block in `docs/*.md` holds the code (so that the page reads anywhere: a code host, an editor), and the
+line before its opening fence names the file under `examples/` it comes from, or one section of it:
+`<!-- example: examples/operations.py:fix -->`, the section being marked in the file by `# --8<-- [start:fix]` and
+`# --8<-- [end:fix]`. The block must equal that code (a section dedented); `python3 dev.py docs` rewrites the blocks
+from their examples. Code without a source, or that differs from it, fails.
 
-An included file counts as run by a test when:
+An example counts as run by a test when:
 
 - `examples/NAME.py`: a test module under `tests/` (this one aside) names it, as `NAME.py` or as `NAME:` (the
   `module:attribute` form uvicorn and `--app` take);
@@ -22,13 +24,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.docs_code import SOURCE, expected_code
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 EXAMPLES = ROOT / "examples"
 TESTS = ROOT / "tests"
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*)$")
-INCLUDE = re.compile(r'^[ \t]*--8<--[ \t]+"(?P<path>[^":]+)(?::(?P<section>[a-z][-_0-9a-z]*))?"[ \t]*$')
 PYTHON = {"python", "py", "python3", "pycon"}
 
 
@@ -38,6 +41,8 @@ class Block:
     line: int
     language: str
     body: list[str]
+    before: str = ""
+    """The line before the opening fence: where the code comes from, for a Python block."""
 
     @property
     def where(self) -> str:
@@ -59,7 +64,7 @@ def code_blocks(page: Path) -> list[Block]:
             continue
         start, fence, language = opening
         if match and match["fence"][0] == fence[0] and len(match["fence"]) >= len(fence) and not match["info"]:
-            blocks.append(Block(page.name, start, language, body))
+            blocks.append(Block(page.name, start, language, body, lines[start - 2] if start > 1 else ""))
             opening = None
         else:
             body.append(line)
@@ -72,31 +77,29 @@ def python_blocks() -> list[Block]:
 
 
 def problem_with(block: Block) -> str | None:
-    """Why `block` is not a single include of an existing example file or section; `None` when it is."""
-    lines = [line for line in block.body if line.strip()]
-    if len(lines) != 1 or not (match := INCLUDE.match(lines[0])):
-        return 'must be exactly one line `--8<-- "examples/FILE.py[:SECTION]"`; move the code into examples/'
-    path, section = match["path"], match["section"]
+    """Why `block` is not the code of an example file or section that it names; `None` when it is."""
+    source = SOURCE.match(block.before)
+    if source is None:
+        return (
+            "must be code from examples/, named on the line before it: `<!-- example: examples/FILE.py[:SECTION] -->`"
+        )
+    path, section = source["path"], source["section"]
     if not path.startswith("examples/"):
-        return f"includes {path}, which is not under examples/"
-    file = ROOT / path
-    if not file.is_file():
-        return f"includes {path}, which does not exist"
-    if section is not None:
-        text = file.read_text(encoding="utf-8")
-        for marker in (f"[start:{section}]", f"[end:{section}]"):
-            if not re.search(rf"--8<--[ \t]+{re.escape(marker)}", text):
-                return f"includes section {section!r} of {path}, which has no `# --8<-- {marker}` line"
+        return f"shows {path}, which is not under examples/"
+    code = expected_code(path, section)
+    if code is None:
+        return f"shows {path}{':' + section if section else ''}, which does not exist"
+    if block.body != code:
+        return f"differs from {path}{':' + section if section else ''}: run `python3 dev.py docs`"
     return None
 
 
 def included_files() -> dict[str, list[str]]:
-    """Every example file the docs include, with where."""
+    """Every example file the docs show, with where."""
     found: dict[str, list[str]] = {}
     for block in python_blocks():
-        for line in block.body:
-            if match := INCLUDE.match(line):
-                found.setdefault(match["path"], []).append(block.where)
+        if source := SOURCE.match(block.before):
+            found.setdefault(source["path"], []).append(block.where)
     return found
 
 
@@ -127,7 +130,7 @@ def test_the_docs_have_python_examples_at_all() -> None:
 
 
 @pytest.mark.parametrize("block", python_blocks(), ids=lambda b: b.where)
-def test_every_python_block_is_one_include_of_an_example(block: Block) -> None:
+def test_every_python_block_is_the_code_of_the_example_it_names(block: Block) -> None:
     problem = problem_with(block)
     assert problem is None, f"{block.where}: {problem}"
 
@@ -138,25 +141,28 @@ def test_every_included_example_is_run_by_a_test() -> None:
     assert not orphans, f"included by the docs but run by no test under tests/: {orphans}"
 
 
-def test_the_rule_catches_inline_code_and_missing_files_or_sections(tmp_path: Path) -> None:
+def test_the_rule_catches_code_without_a_source_missing_files_or_sections_and_stale_code(tmp_path: Path) -> None:
+    fix = "\n".join(expected_code("examples/operations.py", "fix") or [])
     page = tmp_path / "page.md"
     page.write_text(
         "# Page\n\n"
         "```python\nprint('inline')\n```\n\n"
-        '```python\n--8<-- "examples/nowhere.py"\n```\n\n'
-        '```python\n--8<-- "examples/operations.py:no-such-section"\n```\n\n'
-        '```python\n--8<-- "README.md"\n```\n\n'
+        "<!-- example: examples/nowhere.py -->\n```python\npass\n```\n\n"
+        "<!-- example: examples/operations.py:no-such-section -->\n```python\npass\n```\n\n"
+        "<!-- example: README.md -->\n```python\npass\n```\n\n"
+        "<!-- example: examples/operations.py:fix -->\n```python\nentry = 'an older version'\n```\n\n"
         "````markdown\n```python\nnot a block of its own\n```\n````\n\n"
-        '```python\n--8<-- "examples/operations.py:fix"\n```\n'
+        f"<!-- example: examples/operations.py:fix -->\n```python\n{fix}\n```\n"
     )
     blocks = [b for b in code_blocks(page) if b.language in PYTHON]
     problems = [problem_with(b) for b in blocks]
-    assert [b.line for b in blocks] == [3, 7, 11, 15, 25]
-    assert problems[0] is not None and "exactly one line" in problems[0]
+    assert len(blocks) == 6
+    assert problems[0] is not None and "named on the line before it" in problems[0]
     assert problems[1] is not None and "does not exist" in problems[1]
     assert problems[2] is not None and "no-such-section" in problems[2]
     assert problems[3] is not None and "not under examples/" in problems[3]
-    assert problems[4] is None
+    assert problems[4] is not None and "dev.py docs" in problems[4]
+    assert problems[5] is None
     assert is_run_by_a_test("examples/myapp/changes/_0001_create_users.py", {"operations"})
     assert not is_run_by_a_test("examples/myapp/startup.py", {"overview"})
 
