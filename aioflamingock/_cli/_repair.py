@@ -6,6 +6,8 @@ import contextlib
 import importlib
 import json
 import sys
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
@@ -229,6 +231,27 @@ def _readers(needs: str, extra: str) -> Any:
     return importers
 
 
+async def _call(name: str, *args: Any, importers: Any, **kwargs: Any) -> list[str]:
+    """`importers.<name>(*args, **kwargs)`: a reader, named before `aioflamingock.importers` is imported."""
+    names: list[str] = await getattr(importers, name)(*args, **kwargs)
+    return names
+
+
+def _run_import(
+    ctx: typer.Context, tool: str, driver: tuple[str, str], read: Callable[..., Awaitable[list[str]]],
+    options: tuple[Path | None, bool, bool, bool],
+) -> None:  # fmt: skip
+    """An `import` command: what `read(importers)` returns, mapped and adopted (`options`: the map file, dry run,
+    force, JSON)."""
+    mapping, dry_run, force, as_json = options
+
+    async def run(fl: Flamingock, s: Settings) -> int:
+        names = await read(importers=_readers(*driver))
+        return await _adopt(fl, s, tool, names, _mapping(mapping), dry_run, force, as_json)
+
+    execute(ctx, run)
+
+
 @command("Repair", group="import", name="alembic")
 def import_alembic(
     ctx: typer.Context,
@@ -240,12 +263,8 @@ def import_alembic(
     as_json: AsJson = False,
 ) -> None:
     """Record as applied the changes for the revisions alembic applied (alembic_version and every revision before)."""
-
-    async def run(fl: Flamingock, s: Settings) -> int:
-        names = await _readers("sqlalchemy", "sql").alembic_applied(config, url=url)
-        return await _adopt(fl, s, "alembic", names, _mapping(mapping), dry_run, force, as_json)
-
-    execute(ctx, run)
+    read = partial(_call, "alembic_applied", config, url=url)
+    _run_import(ctx, "alembic", ("sqlalchemy", "sql"), read, (mapping, dry_run, force, as_json))
 
 
 @command("Repair", group="import", name="yoyo")
@@ -258,12 +277,8 @@ def import_yoyo(
     as_json: AsJson = False,
 ) -> None:
     """Record as applied the changes for the migrations yoyo applied (its _yoyo_migration table)."""
-
-    async def run(fl: Flamingock, s: Settings) -> int:
-        names = await _readers("sqlalchemy", "sql").yoyo_applied(database)
-        return await _adopt(fl, s, "yoyo", names, _mapping(mapping), dry_run, force, as_json)
-
-    execute(ctx, run)
+    read = partial(_call, "yoyo_applied", database)
+    _run_import(ctx, "yoyo", ("sqlalchemy", "sql"), read, (mapping, dry_run, force, as_json))
 
 
 MongoUrl = Annotated[str, typer.Option("--url", metavar="URL", help="The MongoDB the tool ran on (mongodb://...).")]
@@ -282,13 +297,8 @@ def import_pymongo_migrate(
     as_json: AsJson = False,
 ) -> None:
     """Record as applied the changes for the migrations pymongo-migrate applied (its collection)."""
-
-    async def run(fl: Flamingock, s: Settings) -> int:
-        reader = _readers("pymongo", "mongodb").pymongo_migrate_applied
-        names = await reader(url, database, collection=collection)
-        return await _adopt(fl, s, "pymongo-migrate", names, _mapping(mapping), dry_run, force, as_json)
-
-    execute(ctx, run)
+    read = partial(_call, "pymongo_migrate_applied", url, database, collection=collection)
+    _run_import(ctx, "pymongo-migrate", ("pymongo", "mongodb"), read, (mapping, dry_run, force, as_json))
 
 
 @command("Repair", group="import", name="mongodb-migrations")
@@ -305,10 +315,5 @@ def import_mongodb_migrations(
     as_json: AsJson = False,
 ) -> None:
     """Record as applied the changes for the migrations mongodb-migrations applied (its metastore collection)."""
-
-    async def run(fl: Flamingock, s: Settings) -> int:
-        reader = _readers("pymongo", "mongodb").mongodb_migrations_applied
-        names = await reader(url, database, collection=metastore)
-        return await _adopt(fl, s, "mongodb-migrations", names, _mapping(mapping), dry_run, force, as_json)
-
-    execute(ctx, run)
+    read = partial(_call, "mongodb_migrations_applied", url, database, collection=metastore)
+    _run_import(ctx, "mongodb-migrations", ("pymongo", "mongodb"), read, (mapping, dry_run, force, as_json))
