@@ -1,6 +1,6 @@
 """What another migration tool recorded as applied, read from its own table: the names to give
 `Flamingock.adopt()` (mapped to change ids where they differ), which is what `aioflamingock import alembic|yoyo`
-does, and `import pymongo-migrate|mongodb-migrations`. Read on the URL the tool itself is configured with, with a
+does, and `import pymongo-migrate|mongodb-migrations|beanie`. Read on the URL the tool itself is configured with, with a
 synchronous client (SQLAlchemy's engine, PyMongo's `MongoClient`) in a thread; nothing is written. alembic and yoyo
 need the `sql` extra (SQLAlchemy), alembic the `alembic` extra too; the MongoDB tools need the `mongodb` extra."""
 
@@ -14,7 +14,13 @@ from typing import Any
 from . import ConfigurationError, StoreError
 from .backend import check_identifier, redact
 
-__all__ = ["alembic_applied", "mongodb_migrations_applied", "pymongo_migrate_applied", "yoyo_applied"]
+__all__ = [
+    "alembic_applied",
+    "beanie_applied",
+    "mongodb_migrations_applied",
+    "pymongo_migrate_applied",
+    "yoyo_applied",
+]
 
 YOYO_TABLE = "_yoyo_migration"
 
@@ -136,3 +142,23 @@ async def mongodb_migrations_applied(
     """The migrations mongodb-migrations applied to `database` (its metastore collection), oldest first, by their
     `migration_datetime` (the number its migration files start with). Empty when it never ran there."""
     return await asyncio.to_thread(_mongodb_migrations, url, database, collection)
+
+
+BEANIE_COLLECTION = "migrations_log"
+
+
+def _beanie(url: str, database: str, collection: str) -> list[str]:
+    found = _documents(url, database, collection, {}, "beanie")
+    current = [str(document["name"]) for document in found if document.get("is_current")]
+    if not current:  # never migrated, or every migration rolled back
+        return []
+    # beanie runs its migration files in the order of their names, each forward run logging one; the current one
+    # and every one logged before it in that order are applied (a later one logged and rolled back is not)
+    names = sorted({str(document["name"]) for document in found if str(document["name"]) <= current[0]})
+    return [name.removesuffix(".py") for name in names]
+
+
+async def beanie_applied(url: str, database: str, *, collection: str = BEANIE_COLLECTION) -> list[str]:
+    """The migrations beanie applied to `database`, oldest first, by the names of their files without `.py`: the
+    current one in its `migrations_log` collection, and every one before it. Empty when it never ran there."""
+    return await asyncio.to_thread(_beanie, url, database, collection)

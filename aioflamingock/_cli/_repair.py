@@ -28,6 +28,7 @@ __all__ = [
     "baseline",
     "fix",
     "import_alembic",
+    "import_beanie",
     "import_mongodb_migrations",
     "import_pymongo_migrate",
     "import_yoyo",
@@ -317,3 +318,19 @@ def import_mongodb_migrations(
     """Record as applied the changes for the migrations mongodb-migrations applied (its metastore collection)."""
     read = partial(_call, "mongodb_migrations_applied", url, database, collection=metastore)
     _run_import(ctx, "mongodb-migrations", ("pymongo", "mongodb"), read, (mapping, dry_run, force, as_json))
+
+
+@command("Repair", group="import", name="beanie")
+def import_beanie(
+    ctx: typer.Context,
+    url: MongoUrl,
+    database: MongoDatabase,
+    collection: Annotated[str, typer.Option(help="Its collection.")] = "migrations_log",
+    mapping: MapFile = None,
+    dry_run: DryRun = False,
+    force: Force = False,
+    as_json: AsJson = False,
+) -> None:
+    """Record as applied the changes for the migrations beanie applied (its migrations_log collection)."""
+    read = partial(_call, "beanie_applied", url, database, collection=collection)
+    _run_import(ctx, "beanie", ("pymongo", "mongodb"), read, (mapping, dry_run, force, as_json))

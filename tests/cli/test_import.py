@@ -211,3 +211,43 @@ def test_mongodb_migrations_migrations_become_applied_changes(
     dry = shop.cli.json(*args, "--map", str(names), "--dry-run")
     assert [c["from"] for c in dry["changes"]] == [first, second]
     assert shop.fast.json("audit", "list", "--history") == []
+
+
+BEANIE_MIGRATION = """
+from beanie import free_fall_migration
+
+
+class Forward:
+    @free_fall_migration(document_models=[])
+    async def nothing(self, session):
+        pass
+
+
+class Backward:
+    @free_fall_migration(document_models=[])
+    async def nothing(self, session):
+        pass
+"""
+
+
+def test_beanie_migrations_become_applied_changes(
+    shop: Shop, tmp_path: Path, mongodb_server: Any, mongo_database: str
+) -> None:
+    pytest.importorskip("beanie")
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    for name in ("20260101_users", "20260102_orders", "20260103_later"):
+        (folder / f"{name}.py").write_text(BEANIE_MIGRATION)
+    run_tool = (  # beanie's own runner, forward two of three, in a process of its own as its command runs
+        "import asyncio\nfrom beanie.executors.migrate import MigrationSettings, run_migrate\n"
+        f"asyncio.run(run_migrate(MigrationSettings(connection_uri={mongodb_server.uri!r}, "
+        f"database_name={mongo_database!r}, path={str(folder)!r}, distance=2)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", run_tool], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    names = mapping(tmp_path / "map.json", {"20260101_users": "create-orders", "20260102_orders": "add-order-status"})
+    args = ("import", "beanie", "--url", mongodb_server.uri, "--database", mongo_database, "--map", str(names))
+    assert [(c["changeId"], c["from"]) for c in shop.cli.json(*args)["changes"]] == [
+        ("create-orders", "20260101_users"),
+        ("add-order-status", "20260102_orders"),
+    ]

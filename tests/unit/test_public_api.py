@@ -146,7 +146,13 @@ def test_every_error_derives_from_the_root() -> None:
         ("aioflamingock.sql", {"AlembicUpgrade", "SQLAuditStore", "SQLContext", "SQLTargetSystem", "SQLTransaction"}),
         (
             "aioflamingock.importers",
-            {"alembic_applied", "mongodb_migrations_applied", "pymongo_migrate_applied", "yoyo_applied"},
+            {
+                "alembic_applied",
+                "beanie_applied",
+                "mongodb_migrations_applied",
+                "pymongo_migrate_applied",
+                "yoyo_applied",
+            },
         ),
         (
             "aioflamingock.dynamodb",
