@@ -1,6 +1,7 @@
 """Moving the audit between stores (`import_audit`, `aioflamingock audit export/import`): between every ordered pair
-of stores, the history that comes out of the second equals, field by field, the history that went into the first.
-The history is a real one: runs, a failure, a fix, an undo, made on SQLite by the engine."""
+of stores (the in-memory one too), the history that comes out of the second equals, field by field, the history
+that went into the first. The history is a real one: runs, a failure, a fix, an undo, made on SQLite by the
+engine."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from aioflamingock import AuditEntry, ConfigurationError, RunError
+from aioflamingock import AuditEntry, ConfigurationError, Flamingock, RunError
+from aioflamingock.sqlite import SQLiteTargetSystem
 from tests.stores.test_summary import (
     IDS,
     Backend,
@@ -23,9 +25,10 @@ from tests.stores.test_summary import (
     MongoDBBackend,
     SQLBackend,
     SQLiteBackend,
+    changes,
 )
 
-KINDS = ("sqlite", "postgresql", "mysql", "mongodb", "dynamodb", "couchbase")
+KINDS = ("memory", "sqlite", "postgresql", "mysql", "mongodb", "dynamodb", "couchbase")
 
 
 async def a_history() -> list[dict[str, Any]]:
@@ -46,7 +49,29 @@ def exported() -> list[dict[str, Any]]:
     return asyncio.run(a_history())
 
 
+class MemoryBackend(Backend):
+    """The in-memory store (one object for every engine on it), the changes on a SQLite target beside it."""
+
+    def __init__(self, directory: Path) -> None:
+        from aioflamingock.memory import InMemoryAuditStore
+
+        self.path, self.kept = directory / "changes.db", InMemoryAuditStore()
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+    def store(self) -> Any:
+        return self.kept
+
+    def engine(self, declared: list[str], failing: set[str] | frozenset[str] = frozenset()) -> Flamingock:
+        made = changes(set(failing))
+        target = SQLiteTargetSystem("db", path=self.path)
+        return Flamingock(audit_store=self.kept, target_systems=[target], changes=[made[i] for i in declared])
+
+
 def maker(kind: str, request: pytest.FixtureRequest) -> Callable[[], Backend]:
+    if kind == "memory":
+        return lambda: MemoryBackend(Path(tempfile.mkdtemp()))
     if kind == "sqlite":
         return lambda: SQLiteBackend(Path(tempfile.mkdtemp()))
     if kind in ("postgresql", "mysql"):
