@@ -159,7 +159,7 @@ def test_audit_export_then_import_moves_the_history_to_another_database(shop: Sh
 
 def test_undo_to_base_rolls_back_every_change(shop: Shop) -> None:
     shop.fast("run")
-    undone = shop.fast.json("undo", "--to", "base")
+    undone = shop.cli.json("undo", "--to", "base")  # a process of its own, as a user runs it
     assert [c["changeId"] for c in undone["changes"]] == SHOP_CHANGES[::-1]
     assert {c["outcome"] for c in undone["changes"]} == {"ROLLED_BACK"}
     assert {p["action"] for p in shop.fast.json("plan")} == {"APPLY"}
