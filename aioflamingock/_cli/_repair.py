@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -41,8 +42,12 @@ async def _fix(fl: Flamingock, settings: Settings, change_id: str, resolution: R
     if as_json:
         write_json(entry.to_document())
     else:
-        settings.out.print(Text(f"✓ {change_id} recorded as {entry.state.value}", style="green"))
+        _recorded(settings, entry)
     return EXIT_OK
+
+
+def _recorded(settings: Settings, entry: AuditEntry) -> None:
+    settings.out.print(Text(f"✓ {entry.change_id} recorded as {entry.state.value}", style="green"))
 
 
 async def _baseline(fl: Flamingock, settings: Settings, to: str, force: bool, as_json: bool) -> int:
@@ -51,21 +56,45 @@ async def _baseline(fl: Flamingock, settings: Settings, to: str, force: bool, as
         write_json([entry.to_document() for entry in written])
         return EXIT_OK
     for entry in written:
-        settings.out.print(Text(f"✓ {entry.change_id} recorded as {entry.state.value}", style="green"))
+        _recorded(settings, entry)
     settings.out.print(f"{len(written)} change(s) adopted as applied, none run; the next run starts after {to!r}")
     return EXIT_OK
 
 
-async def _export(fl: Flamingock, settings: Settings, out: TextIO, output: Path | None) -> int:
-    """Every entry, oldest first, one JSON document a line (Flamingock's field names)."""
+async def _export(fl: Flamingock, settings: Settings, output: Path | None) -> int:
+    """Every entry, oldest first, one JSON document a line (Flamingock's field names). A file is written beside
+    `output` and put in its place once every entry is in it: an export that fails (an application that does not
+    load, a store that does not answer) leaves a backup already there as it was."""
+    if output is None:
+        await _write_history(fl, sys.stdout)
+        return EXIT_OK
+    partial = output.with_name(f"{output.name}.partial")
+    try:
+        with _create(partial) as out:
+            count = await _write_history(fl, out)
+        os.replace(partial, output)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+    settings.err.print(f"{count} entries written to {output}")
+    return EXIT_OK
+
+
+def _create(path: Path) -> TextIO:
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+
+
+async def _write_history(fl: Flamingock, out: TextIO) -> int:
     count = 0
     async for entry in fl.history():
         out.write(json.dumps(entry.to_document(), ensure_ascii=False) + "\n")
         count += 1
     out.flush()
-    if output is not None:
-        settings.err.print(f"{count} entries written to {output}")
-    return EXIT_OK
+    return count
 
 
 def _read_entries(source: Path) -> list[AuditEntry]:
@@ -158,8 +187,7 @@ def audit_export(
 ) -> None:
     """Every audit entry, oldest first, as JSON Lines (Flamingock's field names): a backup, or the way to another
     store."""
-    with open(output, "w", encoding="utf-8") if output is not None else contextlib.nullcontext(sys.stdout) as out:
-        execute(ctx, lambda fl, s: _export(fl, s, out, output))
+    execute(ctx, lambda fl, s: _export(fl, s, output))
 
 
 @command("Inspect", group="audit", name="import")

@@ -141,6 +141,10 @@ def test_audit_export_then_import_moves_the_history_to_another_database(shop: Sh
     history = shop.fast.json("audit", "list", "--history")
     assert [json.loads(line) for line in lines] == history
     assert shop.cli("audit", "export").stdout.splitlines() == lines  # to stdout, the same
+    failed = shop.cli("--app", "cli_app:no_such_factory", "audit", "export", "--output", str(export), code=EXIT_USAGE)
+    assert "no attribute 'no_such_factory'" in failed.stderr
+    assert export.read_text().splitlines() == lines, "a failed export leaves the backup already there as it was"
+    assert not (tmp_path / "audit.jsonl.partial").exists()
 
     moved = Cli(shop.cli.cwd, {**shop.cli.env, "SHOP_DB": str(tmp_path / "moved.db")})
     assert moved.json("audit", "import", str(export)) == {"imported": len(lines)}
