@@ -382,11 +382,11 @@ class Flamingock:
                 await notify(self._listeners, Event(EventKind.RUN_STARTED, execution_id))
                 results: list[ChangeResult] = []
                 try:
-                    if declared is not None and await self._applied_by_summary(declared):
-                        results += self._all_applied(declared)
-                        report = self._report(execution_id, declared, results, started, RunStatus.NO_CHANGES)
+                    if await self._applied_by_summary(listed):  # one small read, where the store keeps a summary
+                        results += self._all_applied(listed)
+                        report = self._report(execution_id, listed, results, started, RunStatus.NO_CHANGES)
                     else:
-                        listed = self.changes()  # the modules were unchanged on disk: they load as described
+                        listed = self.changes()  # loaded now if it was described: unchanged on disk, it loads so
                         report = await self._run(listed, execution_id, results, started)
                 except Exception as exc:
                     failed = self._report(execution_id, listed, results, started, RunStatus.FAILED)
@@ -403,9 +403,7 @@ class Flamingock:
     async def _run(
         self, specs: list[ChangeSpec], execution_id: str, results: list[ChangeResult], started: float
     ) -> RunReport:
-        if await self._applied_by_summary(specs):
-            results += self._all_applied(specs)
-            return self._report(execution_id, specs, results, started, RunStatus.NO_CHANGES)
+        """The run once the summary was not enough: every state read, and the lock taken if anything is pending."""
         if not any(row.pending for row in await self._plan(specs)):
             await self._refresh_summary()
             results += self._all_applied(specs)
@@ -615,6 +613,11 @@ class Flamingock:
         )
         return entry
 
+    @staticmethod
+    def _position(specs: list[ChangeSpec], change_id: str) -> int | None:
+        """Where the declared change `change_id` is in the run's order; None when no declared change has that id."""
+        return next((i for i, s in enumerate(specs) if s.id == change_id), None)
+
     async def baseline(self, to: str, *, force: bool = False) -> list[AuditEntry]:
         """Adopt a database already in shape: record every declared change up to `to` (included) as
         `MANUAL_MARKED_AS_APPLIED`, without running it, under the lock. Returns the entries written.
@@ -622,7 +625,7 @@ class Flamingock:
         A change that already has a history is refused (`ConfigurationError`, nothing written) unless `force`: then
         it is marked too, unless it is applied already (nothing to write for it)."""
         specs = self.changes()
-        index = next((i for i, s in enumerate(specs) if s.id == to), None)
+        index = self._position(specs, to)
         if index is None:
             raise ConfigurationError([f"baseline: {to!r} is not a declared change; give the last change to adopt"])
         return await self._adopt(specs[: index + 1], force=force, method="baseline")
@@ -645,22 +648,20 @@ class Flamingock:
                     "did the same (a mapping of names to change ids), or leave it out"
                 ]
             )
-        chosen = [s for s in specs if s.id in set(wanted)]
+        named = set(wanted)
+        chosen = [s for s in specs if s.id in named]
         if dry_run:
             async with self._session():
-                states = await self.audit_store.current_states([s.id for s in chosen])
-            return [s.id for s in self._adoptable(chosen, states, force)]
+                return [s.id for s in await self._adoptable(chosen, force)]
         return [entry.change_id for entry in await self._adopt(chosen, force=force, method="adopt")]
 
     async def _adopt(self, chosen: list[ChangeSpec], *, force: bool, method: str) -> list[AuditEntry]:
         execution_id = uuid.uuid4().hex
         async with self._session():
-            # Checked before the lock is asked for; checked again under it, against the states read there.
-            self._adoptable(chosen, await self.audit_store.current_states([s.id for s in chosen]), force)
+            await self._adoptable(chosen, force)  # before the lock is asked for; again under it, as it then reads
 
             async def mark_all(applier: Applier) -> list[AuditEntry]:
-                current = await self.audit_store.current_states([s.id for s in chosen])
-                todo = self._adoptable(chosen, current, force)
+                todo = await self._adoptable(chosen, force)
                 marked = AuditState.MANUAL_MARKED_AS_APPLIED
                 return [await applier.mark(spec, marked, method=method) for spec in todo]
 
@@ -673,10 +674,10 @@ class Flamingock:
         )
         return written
 
-    @staticmethod
-    def _adoptable(specs: list[ChangeSpec], states: Mapping[str, AuditEntry], force: bool) -> list[ChangeSpec]:
-        """The changes a baseline marks: those without a history; with `force`, also those whose history says
-        they are not applied."""
+    async def _adoptable(self, specs: list[ChangeSpec], force: bool) -> list[ChangeSpec]:
+        """The changes a baseline or an adoption marks, from their states read now: those without a history; with
+        `force`, also those whose history says they are not applied."""
+        states = await self.audit_store.current_states([s.id for s in specs])
         known = [s for s in specs if s.id in states]
         if known and not force:
             listed = ", ".join(f"{s.id} ({states[s.id].state.value})" for s in known)
@@ -694,7 +695,7 @@ class Flamingock:
         """Roll back, newest first, every applied change ordered after `to` (which stays applied); `to="base"`
         rolls back every applied change (unless a declared change has the id `base`: then it means that one)."""
         specs = self.changes()
-        index = next((i for i, s in enumerate(specs) if s.id == to), None)
+        index = self._position(specs, to)
         if index is None and to == UNDO_ALL:
             index = -1
         if index is None:

@@ -480,6 +480,27 @@ async def test_health_and_issues_answer_from_the_summary_and_still_see_what_is_n
         assert [i.change_id for i in await db.engine(list(IDS)).issues()] == ["c2"]
 
 
+async def test_a_run_reads_the_summary_once_whatever_it_then_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[object] = []
+    summary = SQLiteAuditStore.applied_summary
+
+    async def counted(self: SQLiteAuditStore) -> Any:
+        reads.append(self)
+        return await summary(self)
+
+    monkeypatch.setattr(SQLiteAuditStore, "applied_summary", counted)
+    async with SQLiteBackend(tmp_path) as db:
+        await db.engine(list(IDS[:3])).run()
+        reads.clear()
+        assert (await db.engine(list(IDS)).run()).applied == ["c3", "c4"]  # the summary is not enough here
+        assert len(reads) == 1
+        reads.clear()
+        assert (await db.engine(list(IDS)).run()).status is RunStatus.NO_CHANGES  # here it is
+        assert len(reads) == 1
+
+
 async def test_a_new_change_is_never_taken_for_applied_by_the_summary(tmp_path: Path) -> None:
     async with SQLiteBackend(tmp_path) as db:
         await db.engine(list(IDS[:3])).run()
