@@ -202,12 +202,10 @@ def declared_changes(sources: Iterable[ChangeSource]) -> list[Declared] | None:
     declared: list[Declared] = []
     for source in sources:
         if isinstance(source, str):
-            package = sys.modules.get(source)
-            if package is None:
-                try:
-                    package = importlib.import_module(source)
-                except Exception:  # the full load reports it
-                    return None
+            try:
+                package = importlib.import_module(source)
+            except Exception:  # the full load reports it
+                return None
             found = declared_in(package, _looks_like_change) if hasattr(package, "__path__") else None
             if found is None:
                 return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -127,8 +128,8 @@ def declared_in(package: ModuleType, looks_like_change: Any) -> list[Declared] |
             if not isinstance(change, dict):
                 return None  # a change module the manifest cannot describe
             try:
-                declared.append(Declared(change["id"], change["order"], change["target_system"], change["warns"]))
-            except (KeyError, TypeError):
+                declared.append(Declared(**change))
+            except TypeError:  # not the fields of a Declared
                 return None
     return declared
 
@@ -239,13 +240,7 @@ def _describe(source: bytes, module_name: str, spec: ChangeSpec) -> dict[str, An
         return None
     if "order" not in literals and spec.order != ChangeSpec.order_from_module_name(module_name):
         return None
-    declared = Declared.of(spec)
-    return {
-        "id": declared.id,
-        "order": declared.order,
-        "target_system": declared.target_system,
-        "warns": declared.warns,
-    }
+    return dataclasses.asdict(Declared.of(spec))
 
 
 def write_manifest(package: ModuleType, specs: Sequence[ChangeSpec], looks_like_change: Any) -> None:
